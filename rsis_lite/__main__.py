@@ -1,0 +1,3 @@
+from rsis_lite.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,14 @@
+"""The package's own exceptions: each message names the file involved and says how to fix it."""
+from __future__ import annotations
+
+
+class RsisError(Exception):
+    """Base class. The CLI prints these as one line (no traceback) and exits with code 2."""
+
+
+class DataError(RsisError, ValueError):
+    """Bad or missing input data (folder, image, label map). The message names the file."""
+
+
+class CheckpointError(RsisError):
+    """A checkpoint that is missing, corrupt, or made for another model/configuration."""
