@@ -1,4 +1,4 @@
-"""Command line: ``python -m rsis_lite {reproduce,train,predict,evaluate,bench,info}``.
+"""Command line: ``python -m rsis_lite {reproduce,train,predict,evaluate,export,bench,info}``.
 
 Each sub-command's work lives in the module that owns it; this file only parses arguments and
 turns the package's own errors (:class:`rsis_lite.errors.RsisError`) into a one-line message and
@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p, default_split="val")
     p.add_argument("--json", default=None, help="write the figures to this JSON file")
 
+    p = sub.add_parser("export", help="write a dataset as images/ + labels/ PNG folders")
+    _add_data_args(p, default_split="val")
+    p.add_argument("--out", required=True, help="output folder")
+
     p = sub.add_parser("bench", help="training throughput and step-time breakdown")
     p.add_argument("--profile", choices=["quick", "full"], default=None)
     p.add_argument("--device", default=None)
@@ -103,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             from rsis_lite.evaluation import cli_evaluate
 
             return cli_evaluate(args)
+        if args.command == "export":
+            from rsis_lite.export import cli_export
+
+            return cli_export(args)
         if args.command == "bench":
             from rsis_lite.bench import cli_bench
 
