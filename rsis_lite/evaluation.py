@@ -1,0 +1,214 @@
+"""Scoring folders of label PNGs (or a checkpoint on a dataset) and printing the papers' table.
+
+``python -m rsis_lite evaluate --pred PRED_DIR --gt GT_DIR [--json out.json]`` scores every
+ground-truth PNG of ``GT_DIR`` against the prediction with the same file name in ``PRED_DIR``.
+``python -m rsis_lite evaluate --checkpoint ckpt.pt --data ...`` predicts first, then scores,
+and adds COCO-style AP (which needs the per-instance confidences a PNG does not store).
+
+The result is a JSON-ready dict::
+
+    {"mean": {"SBD", "FBD", "DiC", "abs_DiC", "MWCov", "MUCov"}, "std": {...},
+     "per_image": {name: {...}}, "missing": [names], "n_images": int, ["AP": {"AP50","AP75","AP"}]}
+
+with fractions in [0, 1] (std is the population std, see :func:`rsis_lite.metrics.summarize`);
+:func:`format_table` prints them x100 as the papers do.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from rsis_lite.errors import DataError, RsisError
+from rsis_lite.metrics import average_precision, image_scores, summarize
+
+# Figures printed x100 with one decimal (as in the papers); the others (counts) with two decimals.
+PERCENT_KEYS = ("SBD", "FBD", "MWCov", "MUCov")
+COLUMNS = (("SBD", "SBD"), ("FBD", "FBD"), ("abs_DiC", "|DiC|"), ("DiC", "DiC"),
+           ("MWCov", "MWCov"), ("MUCov", "MUCov"))
+
+
+def _read_label(path: Path) -> np.ndarray:
+    """Label PNG -> int64 (H, W) via the data package's reader (DataError for unreadable files)."""
+    from rsis_lite.data.io import read_label   # lazy: scoring arrays must not need the data package
+
+    return read_label(path).numpy().astype(np.int64, copy=False)
+
+
+def evaluate_pairs(names: Sequence[str], preds: Sequence[Any], gts: Sequence[Any],
+                   scores: Sequence[Any] | None = None) -> dict[str, Any]:
+    """Score prediction/ground-truth label maps pairwise; the shared core of both CLI branches.
+
+    ``scores[i][k - 1]`` (optional) is the confidence of instance k of ``preds[i]``; when given,
+    the result also holds COCO-style ``"AP"`` figures over all images.
+    """
+    if not (len(names) == len(preds) == len(gts)):
+        raise DataError(f"{len(names)} names, {len(preds)} predictions and {len(gts)} ground truths")
+    per_image = {n: image_scores(p, g) for n, p, g in zip(names, preds, gts)}
+    stats = summarize(per_image)
+    result: dict[str, Any] = {"mean": stats["mean"], "std": stats["std"], "per_image": per_image,
+                              "missing": [], "n_images": len(per_image)}
+    if scores is not None:
+        result["AP"] = average_precision(list(zip(preds, scores)), gts)
+    return result
+
+
+def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, glob: str = "*.png") -> dict[str, Any]:
+    """Score every ``glob`` file of ``gt_dir`` (sorted by name) against ``pred_dir/<same name>``.
+
+    A missing prediction counts as an empty map (no instances, so SBD = FBD = 0 unless the gt is
+    empty too) and is listed under ``"missing"``, with one warning line on stderr. Prediction files
+    without a ground truth are ignored. Raises :class:`DataError` when ``gt_dir`` is missing or has
+    no matching file, when ``pred_dir`` is not a folder, or when a pair differs in size.
+    """
+    pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
+    if not gt_dir.is_dir():
+        raise DataError(f"ground-truth folder {gt_dir} does not exist")
+    if not pred_dir.is_dir():
+        raise DataError(f"prediction folder {pred_dir} does not exist")
+    gt_files = sorted(p for p in gt_dir.glob(glob) if p.is_file())
+    if not gt_files:
+        raise DataError(f"ground-truth folder {gt_dir} has no file matching {glob!r}")
+    names, preds, gts, missing = [], [], [], []
+    for gpath in gt_files:
+        gt = _read_label(gpath)
+        ppath = pred_dir / gpath.name
+        if ppath.is_file():
+            pred = _read_label(ppath)
+            if pred.shape != gt.shape:
+                raise DataError(f"prediction {ppath} is {pred.shape} (H, W) but ground truth {gpath} "
+                                f"is {gt.shape}; predictions must be at the ground truth's size")
+        else:
+            # Scoring only the images that have a prediction would hide failures: count it as empty.
+            pred = np.zeros_like(gt)
+            missing.append(gpath.name)
+        names.append(gpath.name)
+        preds.append(pred)
+        gts.append(gt)
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        print(f"warning: {len(missing)} of {len(gt_files)} predictions missing in {pred_dir} "
+              f"(scored as empty): {shown}", file=sys.stderr)
+    result = evaluate_pairs(names, preds, gts)
+    result["missing"] = missing
+    return result
+
+
+def _fmt(key: str, value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "nan"
+    return f"{100 * value:.1f}" if key in PERCENT_KEYS else f"{value:.2f}"
+
+
+def format_table(result: dict[str, Any], per_image: bool = True) -> str:
+    """A plain-text table: one row per image (when ``per_image``), then a "mean (std)" row.
+
+    SBD, FBD, MWCov and MUCov are printed x100 with one decimal, as the papers print them;
+    DiC and |DiC| with two decimals. AP figures (x100) follow when the result has them.
+    """
+    rows: list[list[str]] = []
+    if per_image:
+        for name, s in result.get("per_image", {}).items():
+            rows.append([name] + [_fmt(k, s[k]) for k, _ in COLUMNS])
+    mean, std = result["mean"], result["std"]
+    rows.append([f"mean (std), {result.get('n_images', len(result.get('per_image', {})))} images"]
+                + [f"{_fmt(k, mean[k])} ({_fmt(k, std[k])})" for k, _ in COLUMNS])
+    header = ["image"] + [title for _, title in COLUMNS]
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    line = lambda r: "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i])  # noqa: E731
+                               for i, c in enumerate(r))
+    out = [line(header), "-" * len(line(header))]
+    out += [line(r) for r in rows[:-1]]
+    if per_image and len(rows) > 1:
+        out.append("-" * len(line(header)))
+    out.append(line(rows[-1]))
+    if "AP" in result:
+        ap = result["AP"]
+        out.append("AP {}  AP50 {}  AP75 {}  (COCO-style, x100)".format(
+            *(_fmt("SBD", ap[k]) for k in ("AP", "AP50", "AP75"))))
+    if result.get("missing"):
+        out.append(f"{len(result['missing'])} missing prediction(s) scored as empty")
+    return "\n".join(out)
+
+
+def _to_json_ready(obj: Any) -> Any:
+    """numpy scalars -> Python numbers so json.dump works; nan stays nan (json writes NaN)."""
+    if isinstance(obj, dict):
+        return {k: _to_json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_json_ready(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _evaluate_checkpoint(args) -> dict[str, Any]:
+    """Predict ``args.data`` with ``args.checkpoint`` and score it, AP included.
+
+    The model sees the images at its training size; predictions come back at each image's size on
+    disk (``predict_dataset`` resizes them) and are scored against the labels at that size, read
+    from a second, un-resized view of the dataset -- scoring at the model's size would flatter it.
+    """
+    import torch
+
+    try:
+        from rsis_lite.config import get_device, get_profile
+        from rsis_lite.data.registry import load_dataset
+        from rsis_lite.inference import _default_size, load_model, output_name, predict_dataset, resize_labels
+    except ImportError as e:
+        raise RsisError(f"evaluate --checkpoint needs the inference and data modules, which failed to "
+                        f"import ({e}); score PNG folders with --pred/--gt instead") from e
+
+    device = get_device(args.device)
+    model, ckpt = load_model(args.checkpoint, device)
+    prof = get_profile(args.profile)
+    size = tuple(args.size) if args.size else _default_size(ckpt, args.data, prof)
+    common = dict(root=args.root, split=args.split, profile=prof, seed=args.seed, num=args.num,
+                  family=args.family)
+    ds = load_dataset(args.data, size=size, **common)
+    if len(ds) == 0:
+        raise DataError(f"no images to evaluate in {args.data} ({args.root or ''}, split {args.split})")
+    gt_ds = ds if size is None else load_dataset(args.data, size=None, **common)
+    if len(gt_ds) != len(ds):
+        raise DataError(f"{args.data}: {len(ds)} images at size {size} but {len(gt_ds)} at full size")
+    preds = predict_dataset(model, ds, device=device, max_steps=prof.max_steps, progress=True)
+    names, labels, scores, gts = [], [], [], []
+    for i, (lab, sc) in enumerate(preds):
+        gt = gt_ds[i][1]
+        lab_t = resize_labels(torch.as_tensor(lab), tuple(gt.shape))  # no-op when sizes agree
+        names.append(output_name(ds, i))
+        labels.append(lab_t.numpy())
+        scores.append(np.asarray(sc))
+        gts.append(gt.numpy())
+    result = evaluate_pairs(names, labels, gts, scores=scores)
+    result["checkpoint"] = str(args.checkpoint)
+    result["data"] = {"kind": args.data, "root": args.root, "split": args.split, "family": args.family,
+                      "size": list(size) if size else None}
+    return result
+
+
+def cli_evaluate(args) -> int:
+    """``python -m rsis_lite evaluate``: --pred/--gt folders, or --checkpoint on a dataset."""
+    if args.pred is not None or args.gt is not None:
+        if args.pred is None or args.gt is None:
+            raise RsisError("evaluate needs both --pred PRED_DIR and --gt GT_DIR (or --checkpoint CKPT)")
+        if args.checkpoint is not None:
+            raise RsisError("give either --pred/--gt folders or --checkpoint, not both")
+        result = evaluate_folders(args.pred, args.gt, glob=args.glob)
+    elif args.checkpoint is not None:
+        result = _evaluate_checkpoint(args)
+    else:
+        raise RsisError("nothing to evaluate: pass --pred PRED_DIR --gt GT_DIR to score label PNGs, "
+                        "or --checkpoint CKPT [--data ...] to predict and score")
+    print(format_table(result))
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(_to_json_ready(result), f, indent=2)
+        print(f"wrote {path}")
+    return 0
