@@ -1,0 +1,152 @@
+"""Converting between the two ways an instance segmentation is stored, and batching it.
+
+* a **label map** ``labels`` (H, W) int64: 0 = background, instance ``k`` has id ``k`` (1..K);
+  one id per pixel, so instances cannot overlap. This is how files store it (CVPPP, DSB2018).
+* a **mask stack** ``masks`` (K, H, W) bool/float: one binary mask per instance, ``masks[k-1]`` is
+  instance ``k``. This is what a recurrent model emits, one slice per step, and what the loss and
+  the Hungarian matching compare against.
+
+Recurrent models unroll a fixed number of steps per batch, so a batch pads every scene's stack to
+the same number of slices and keeps a ``valid`` flag per slice (:func:`pad_masks`,
+:func:`collate_instances`).
+"""
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import torch
+from torch import Tensor
+
+from rsis_lite.errors import DataError
+
+
+def relabel_sequential(labels: Tensor) -> Tensor:
+    """Renumber ids to 1..K without gaps, keeping their order; background 0 stays 0.
+
+    ``labels`` (H, W) int -> (H, W) int64. Ids keep their relative order ("first appearance by
+    increasing original id"), so ``[0, 3, 7]`` becomes ``[0, 1, 2]``. Needed because the CVPPP
+    scoring code counts instances as ``max - min`` and our masks index slice ``id - 1``.
+    Negative ids are rejected: they have no meaning in a label map.
+    """
+    labels = torch.as_tensor(labels)
+    if labels.numel() == 0:
+        return labels.to(torch.int64)
+    if labels.min() < 0:
+        raise DataError(f"label map has negative ids (min {int(labels.min())}); ids must be 0 (background) or > 0")
+    ids = torch.unique(labels)  # sorted ascending
+    ids = ids[ids != 0]
+    # A lookup table from old id to new id: ids[j] -> j + 1. torch.bucketize on the sorted unique
+    # ids gives j directly for every pixel without a Python loop over instances.
+    out = torch.zeros_like(labels, dtype=torch.int64)
+    fg = labels != 0
+    if ids.numel():
+        out[fg] = torch.bucketize(labels[fg].to(torch.int64), ids.to(torch.int64)) + 1
+    return out
+
+
+def labels_to_masks(labels: Tensor) -> Tensor:
+    """Label map (H, W) int -> mask stack (K, H, W) bool; slice k-1 is instance k.
+
+    Relabels first, so gaps in the ids do not create empty slices. An empty scene gives (0, H, W).
+    """
+    labels = relabel_sequential(labels)
+    k = int(labels.max()) if labels.numel() else 0
+    ids = torch.arange(1, k + 1, device=labels.device).view(-1, 1, 1)
+    return labels.unsqueeze(0) == ids  # (K, H, W) by broadcasting
+
+
+def masks_to_labels(masks: Tensor, threshold: float = 0.5) -> Tensor:
+    """Mask stack (K, H, W) bool or float -> label map (H, W) int64.
+
+    Float masks are binarised with ``> threshold``. Instance k (0-based) gets id k + 1. Where masks
+    overlap the **earlier** instance wins: a recurrent model's first steps are its most confident,
+    and later steps should only fill what is still free. Masks that end up with no pixel (empty, or
+    fully hidden by earlier ones) are dropped and the ids closed up to 1..K'.
+    """
+    masks = torch.as_tensor(masks)
+    if masks.dim() != 3:
+        raise ValueError(f"masks must be (K, H, W), got shape {tuple(masks.shape)}")
+    k, h, w = masks.shape
+    binary = masks if masks.dtype == torch.bool else masks > threshold
+    if k == 0:
+        return torch.zeros(h, w, dtype=torch.int64, device=masks.device)
+    # The first True along K is the earliest instance covering a pixel: argmax over a 0/1 tensor
+    # returns the first maximum.
+    any_fg = binary.any(dim=0)
+    first = binary.to(torch.uint8).argmax(dim=0).to(torch.int64) + 1
+    labels = torch.where(any_fg, first, torch.zeros_like(first))
+    return relabel_sequential(labels)
+
+
+def sort_by_area(labels: Tensor, descending: bool = True) -> Tensor:
+    """Relabel so id 1 is the largest instance (``descending``) or the smallest.
+
+    ``labels`` (H, W) int -> (H, W) int64, ids 1..K. Ties keep the original id order (stable sort).
+    Ren & Zemel and RSIS order their targets this way.
+    """
+    labels = relabel_sequential(labels)
+    k = int(labels.max()) if labels.numel() else 0
+    if k == 0:
+        return labels
+    areas = torch.bincount(labels.flatten(), minlength=k + 1)[1:]
+    order = torch.sort(areas, descending=descending, stable=True).indices  # order[j] = old id - 1
+    new_of_old = torch.zeros(k + 1, dtype=torch.int64, device=labels.device)
+    new_of_old[order + 1] = torch.arange(1, k + 1, device=labels.device)
+    return new_of_old[labels]
+
+
+def pad_masks(
+    masks: Tensor,
+    max_instances: int,
+    on_overflow: Literal["error", "truncate"] = "error",
+) -> tuple[Tensor, Tensor]:
+    """Pad (or cut) a stack (K, H, W) to (max_instances, H, W); return it and ``valid`` (max_instances,) bool.
+
+    Padding slices are all zero with ``valid = False``. More than ``max_instances`` instances is an
+    error by default (the model cannot emit them, so the loss would silently ignore objects);
+    ``on_overflow="truncate"`` keeps the first ``max_instances``.
+    """
+    k, h, w = masks.shape
+    if k > max_instances:
+        if on_overflow == "truncate":
+            masks, k = masks[:max_instances], max_instances
+        elif on_overflow == "error":
+            raise DataError(
+                f"the scene has {k} instances, more than the model's maximum of {max_instances}; "
+                f"raise max_instances (the number of recurrent steps) or pass on_overflow='truncate'"
+            )
+        else:
+            raise ValueError(f"on_overflow must be 'error' or 'truncate', got {on_overflow!r}")
+    out = torch.zeros(max_instances, h, w, dtype=masks.dtype, device=masks.device)
+    out[:k] = masks
+    valid = torch.zeros(max_instances, dtype=torch.bool, device=masks.device)
+    valid[:k] = True
+    return out, valid
+
+
+def collate_instances(batch: Sequence[tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
+    """Stack ``(image (3,H,W), labels (H,W))`` pairs into one padded batch.
+
+    Returns a dict:
+    ``image`` (B, 3, H, W) float, ``labels`` (B, H, W) int64 (relabelled 1..K),
+    ``masks`` (B, Kmax, H, W) float32 (1 inside instance k), ``valid`` (B, Kmax) bool,
+    ``counts`` (B,) int64. ``Kmax`` is the largest count in the batch, at least 1 so that a batch of
+    empty scenes still has a step to learn "stop" on.
+    """
+    if len(batch) == 0:
+        raise DataError("cannot collate an empty batch")
+    sizes = [tuple(img.shape[-2:]) for img, _ in batch]
+    label_sizes = [tuple(lab.shape[-2:]) for _, lab in batch]
+    if len(set(sizes)) > 1 or len(set(label_sizes)) > 1 or sizes[0] != label_sizes[0]:
+        raise DataError(
+            f"images of different sizes in one batch: images {sorted(set(sizes))}, labels "
+            f"{sorted(set(label_sizes))}; resize the dataset to one size (size=(H, W) / --size H W)"
+        )
+    labels = torch.stack([relabel_sequential(lab) for _, lab in batch])
+    counts = labels.flatten(1).amax(dim=1)
+    kmax = max(int(counts.max()), 1)
+    ids = torch.arange(1, kmax + 1).view(1, -1, 1, 1)
+    masks = (labels.unsqueeze(1) == ids).to(torch.float32)  # (B, Kmax, H, W); zero beyond each count
+    valid = torch.arange(kmax).unsqueeze(0) < counts.unsqueeze(1)
+    image = torch.stack([torch.as_tensor(img, dtype=torch.float32) for img, _ in batch])
+    return {"image": image, "labels": labels, "masks": masks, "valid": valid, "counts": counts.to(torch.int64)}

@@ -1,0 +1,95 @@
+"""One entry point for every dataset the CLI and the notebooks use: :func:`load_dataset`."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+from torch import Tensor
+
+from rsis_lite.config import Profile, get_profile
+from rsis_lite.errors import DataError
+
+KINDS = ("leaves", "cvppp", "folder", "nuclei")
+SPLITS = ("all", "train", "val")
+# Synthetic scenes: training and validation come from disjoint seeds.
+TRAIN_SEED, VAL_SEED = 0, 1000
+
+
+def nuclei_root() -> Path:
+    """The shipped DSB2018 subset, found relative to the package inside a repository checkout."""
+    return Path(__file__).resolve().parents[2] / "data" / "nuclei"
+
+
+def split_indices(n: int, split: str) -> list[int]:
+    """Deterministic split of ``n`` sorted items: the last 20% (rounded up, at least 1 when n > 1) are val."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    nv = min(max(1, math.ceil(0.2 * n)), n - 1) if n > 1 else 0
+    if split == "train":
+        return list(range(n - nv))
+    if split == "val":
+        return list(range(n - nv, n))
+    return list(range(n))
+
+
+def _size2(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    if isinstance(size, int):
+        return (size, size)
+    return (int(size[0]), int(size[1]))
+
+
+def load_dataset(
+    kind: str,
+    root: str | Path | None = None,
+    split: str = "all",
+    size: int | tuple[int, int] | None = None,
+    profile: str | Profile | None = None,
+    seed: int | None = None,
+    num: int | None = None,
+    family: str = "A1",
+    transform: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
+):
+    """Build a dataset by name.
+
+    * ``leaves``: :class:`SyntheticLeaves` with ``num`` (default: the profile's ``n_val``) scenes at
+      ``size`` (default: the profile's ``image_size``); seed default 1000 for ``val``, 0 otherwise.
+    * ``cvppp``: :class:`CVPPPLeaves` over ``root`` (your licensed copy), ``family``, ``split``.
+    * ``folder``: :class:`InstanceFolder` over ``root``; ``split`` = deterministic last 20% as val.
+    * ``nuclei``: the shipped DSB2018 subset (``data/nuclei``), resized to the profile's
+      ``nuclei_size`` unless ``size`` is given; split as for ``folder``.
+    """
+    if kind not in KINDS:
+        raise DataError(f"unknown dataset kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    prof = get_profile(profile)
+    if kind == "leaves":
+        from rsis_lite.data.synthetic import SyntheticLeaves
+
+        side = _size2(size) or (prof.image_size, prof.image_size)
+        if seed is None:
+            seed = VAL_SEED if split == "val" else TRAIN_SEED
+        return SyntheticLeaves(num if num is not None else prof.n_val, size=side if side[0] != side[1] else side[0],
+                               seed=seed, min_leaves=prof.min_leaves, max_leaves=prof.max_leaves, transform=transform)
+    if kind == "cvppp":
+        from rsis_lite.data.cvppp import CVPPPLeaves
+
+        return CVPPPLeaves(root, family=family, split=split, size=_size2(size), transform=transform)
+
+    from rsis_lite.data.folder import InstanceFolder
+
+    if kind == "folder":
+        if root is None:
+            raise DataError("--data folder needs --root: a folder with images/<id>.png and labels/<id>.png")
+        ds = InstanceFolder(root, size=_size2(size), transform=transform)
+    else:  # nuclei
+        nroot = Path(root) if root is not None else nuclei_root()
+        if not (nroot / "images").is_dir():
+            raise DataError(f"the nuclei subset was not found at {nroot}; it ships with the repository "
+                            f"(data/nuclei), not with a pip-installed package: run from a clone of the "
+                            f"repository or pass root=<path to data/nuclei>")
+        ds = InstanceFolder(nroot, size=_size2(size) or (prof.nuclei_size, prof.nuclei_size), transform=transform)
+    return ds.select(split_indices(len(ds), split)) if split != "all" else ds
