@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CPU with AMX, or CUDA)")
     p.add_argument("--train-seed", type=int, default=0, help="seed of weights and data order")
+    p.add_argument("--init", default=None, metavar="CKPT",
+                   help="start from this checkpoint's weights (fine-tuning, e.g. synthetic -> CVPPP)")
     p.add_argument("--out", required=True, help="checkpoint path (written atomically)")
 
     p = sub.add_parser("predict", help="write one label PNG per image")

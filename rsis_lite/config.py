@@ -40,7 +40,8 @@ class Profile:
     batch_size: int
     # Cap on recurrent steps at inference (paper: ~30).
     max_steps: int
-    # Size CVPPP images are resized to for RIS (paper: 106x100 after a fixed x5 downsampling).
+    # (H, W) CVPPP images are resized to for RIS: the paper's fixed x5 bilinear downsampling of
+    # the 500 x 530 (H x W) images, i.e. "106x100" (W x H) in the paper.
     cvppp_size: tuple[int, int]
     # Nuclei crops (DSB2018) side length.
     nuclei_size: int
@@ -59,7 +60,7 @@ PROFILES: dict[str, Profile] = {
         train_steps=5000,
         batch_size=16,
         max_steps=12,
-        cvppp_size=(106, 100),
+        cvppp_size=(100, 106),
         nuclei_size=64,
     ),
     "full": Profile(
@@ -71,7 +72,7 @@ PROFILES: dict[str, Profile] = {
         train_steps=60000,
         batch_size=8,
         max_steps=30,
-        cvppp_size=(106, 100),
+        cvppp_size=(100, 106),
         nuclei_size=128,
     ),
 }

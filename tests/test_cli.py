@@ -82,3 +82,19 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys):
     assert main(["train", "--data", "folder", "--root", str(tmp_path / "missing"), "--steps", "1",
                  "--out", str(tmp_path / "m.pt")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_fine_tune_from_init(trained, tmp_path):
+    """--init starts from another checkpoint's weights with a fresh step counter."""
+    _, ckpt = trained
+    out = tmp_path / "ft.pt"
+    assert main(TRAIN + ["--steps", "1", "--init", str(ckpt), "--out", str(out)]) == 0
+    a, b = torch.load(ckpt, weights_only=True), torch.load(out, weights_only=True)
+    assert b["step"] == 1 and b["model_config"] == a["model_config"]
+    moved = [k for k in a["state_dict"] if not torch.equal(a["state_dict"][k], b["state_dict"][k])]
+    assert moved, "one step of fine-tuning changes some weights"
+    # Trained weights, not a fresh init: far closer to the source than an untrained model is.
+    from rsis_lite.ris import RIS, RISConfig
+    fresh = RIS(RISConfig.from_dict(a["model_config"])).state_dict()
+    w = "lstm.cells.0.conv_h.weight"
+    assert (b["state_dict"][w] - a["state_dict"][w]).abs().max() < (fresh[w] - a["state_dict"][w]).abs().max()
