@@ -14,10 +14,10 @@ import numpy as np
 
 from rsis_lite.config import env_report, get_device, get_profile
 
+from rsis_lite.data.registry import VAL_SEED
+
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPO / "data" / "checkpoints"
-VAL_SEED = 1000
-METRIC_KEYS = ("SBD", "FBD", "DiC", "abs_DiC", "MWCov", "MUCov")
 
 
 def data_summary(profile) -> list[dict]:
@@ -41,8 +41,8 @@ def data_summary(profile) -> list[dict]:
 def evaluate_ris(profile, ckpt: Path, device) -> dict:
     """Mean (std) of the papers' metrics and AP of a RIS checkpoint on the validation leaves."""
     from rsis_lite.data.registry import load_dataset
+    from rsis_lite.evaluation import evaluate_pairs
     from rsis_lite.inference import load_model, predict_dataset
-    from rsis_lite.metrics import average_precision, image_scores, summarize
 
     model, meta = load_model(ckpt, device)
     ds = load_dataset("leaves", split="val", profile=profile, seed=VAL_SEED)
@@ -50,12 +50,8 @@ def evaluate_ris(profile, ckpt: Path, device) -> dict:
     preds = predict_dataset(model, ds, device=device, max_steps=profile.max_steps)
     seconds = time.perf_counter() - t0
     gts = [ds[i][1].numpy() for i in range(len(ds))]
-    per = {ds.ids[i]: image_scores(p[0], g) for i, (p, g) in enumerate(zip(preds, gts))}
-    res = summarize(per)
-    res["AP"] = average_precision(preds, gts)
-    res["n"] = len(ds)
-    res["seconds"] = seconds
-    res["train_steps"] = int(meta.get("step", 0))
+    res = evaluate_pairs(list(ds.ids), [p for p, _ in preds], gts, scores=[s for _, s in preds])
+    res.update(n=len(ds), seconds=seconds, train_steps=int(meta.get("step", 0)))
     return res
 
 
