@@ -14,20 +14,15 @@ number computed here on a split of the training set is a validation number.
 """
 from __future__ import annotations
 
-import copy
 import math
 import re
 import warnings
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
-import torch
-from PIL import Image
 from torch import Tensor
 
-from rsis_lite.data.folder import _few, resize_pair
-from rsis_lite.data.instances import relabel_sequential
-from rsis_lite.data.io import read_image, read_label
+from rsis_lite.data.folder import PairedFiles, _few, resize_pair
 from rsis_lite.errors import DataError
 
 FAMILIES = ("A1", "A2", "A3", "A4")
@@ -48,7 +43,7 @@ def n_val(family: str, n: int) -> int:
     return min(max(1, math.ceil(0.2 * n)), max(n - 1, 0)) if n > 1 else 0
 
 
-class CVPPPLeaves(torch.utils.data.Dataset):
+class CVPPPLeaves(PairedFiles):
     """One CVPPP LSC family. ``ds[i] -> (image (3,H,W) float32 in [0,1], labels (H,W) int64 1..K)``.
 
     ``ids`` are ``plant001 ...`` sorted by plant number. ``split``: ``all``; ``val`` = the last 25
@@ -116,9 +111,6 @@ class CVPPPLeaves(torch.utils.data.Dataset):
                     out[m.group(1)] = int(parts[1])
         return out
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
     def image_path(self, i: int) -> Path:
         return self.folder / f"{self.ids[i]}_rgb.png"
 
@@ -129,42 +121,18 @@ class CVPPPLeaves(torch.utils.data.Dataset):
         """``plant001_label.png``: the name the organisers' scoring expects for predictions."""
         return self.label_path(i).name
 
-    def original_size(self, i: int) -> tuple[int, int]:
-        """(H, W) on disk (A1: 500 x 530), read from the image header."""
-        key = self.ids[i]
-        if key not in self._orig:
-            try:
-                with Image.open(self.image_path(i)) as im:
-                    w, h = im.size
-            except Exception as exc:
-                raise DataError(f"could not read {self.image_path(i)}: {exc}; re-export or remove it") from exc
-            self._orig[key] = (h, w)
-        return self._orig[key]
-
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        ipath, lpath = self.image_path(i), self.label_path(i)
-        image, labels = read_image(ipath), read_label(lpath)
-        if tuple(image.shape[-2:]) != tuple(labels.shape):
-            raise DataError(f"image {ipath} is {tuple(image.shape[-2:])} (H, W) but its label {lpath} is "
-                            f"{tuple(labels.shape)}; they must have the same size")
-        labels = relabel_sequential(labels)
+        image, labels = self.load_pair(i)
         key = self.ids[i]
-        self._orig[key] = tuple(labels.shape)
         k = int(labels.max()) if labels.numel() else 0
         if key in self.counts and self.counts[key] != k and key not in self._warned:
             # A mismatch is worth knowing about (an edited label?) but not worth stopping for.
             self._warned.add(key)
-            warnings.warn(f"{lpath} has {k} leaves but {self.family}.csv says {self.counts[key]}")
+            warnings.warn(f"{self.label_path(i)} has {k} leaves but {self.family}.csv says {self.counts[key]}")
         image, labels = resize_pair(image, labels, self.size)
         if self.transform is not None:
             image, labels = self.transform(image, labels)
         return image, labels
-
-    def select(self, indices: Sequence[int]) -> "CVPPPLeaves":
-        """A copy restricted to the items at ``indices``."""
-        sub = copy.copy(self)
-        sub.ids = [self.ids[j] for j in indices]
-        return sub
 
     def __repr__(self) -> str:
         return f"CVPPPLeaves({str(self.root)!r}, family={self.family!r}, split={self.split!r}, n={len(self)}, size={self.size})"

@@ -54,7 +54,59 @@ def _index(folder: Path, exts: Sequence[str]) -> dict[str, Path]:
     return out
 
 
-class InstanceFolder(torch.utils.data.Dataset):
+class PairedFiles(torch.utils.data.Dataset):
+    """What every on-disk dataset of (image file, label file) pairs shares.
+
+    Subclasses set ``ids`` and ``_orig = {}`` and define ``image_path(i)`` / ``label_path(i)``.
+    """
+
+    ids: list[str]
+    _orig: dict[str, tuple[int, int]]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def image_path(self, i: int) -> Path:
+        raise NotImplementedError
+
+    def label_path(self, i: int) -> Path:
+        raise NotImplementedError
+
+    def label_name(self, i: int) -> str:
+        """File name of the label of item ``i`` (for writing predictions under the same name)."""
+        return self.label_path(i).name
+
+    def original_size(self, i: int) -> tuple[int, int]:
+        """(H, W) of item ``i`` on disk, before any resizing (read from the header only)."""
+        key = self.ids[i]
+        if key not in self._orig:
+            try:
+                with Image.open(self.image_path(i)) as im:
+                    w, h = im.size
+            except Exception as exc:
+                raise DataError(f"could not read {self.image_path(i)}: {exc}; re-export or remove it") from exc
+            self._orig[key] = (h, w)
+        return self._orig[key]
+
+    def load_pair(self, i: int) -> tuple[Tensor, Tensor]:
+        """Item ``i`` read from disk and checked, before resizing and transform; labels 1..K."""
+        ipath, lpath = self.image_path(i), self.label_path(i)
+        image, labels = read_image(ipath), read_label(lpath)
+        if tuple(image.shape[-2:]) != tuple(labels.shape):
+            raise DataError(f"image {ipath} is {tuple(image.shape[-2:])} (H, W) but its label {lpath} is "
+                            f"{tuple(labels.shape)}; they must have the same size")
+        labels = relabel_sequential(labels)
+        self._orig[self.ids[i]] = tuple(labels.shape)
+        return image, labels
+
+    def select(self, indices: Sequence[int]):
+        """A copy restricted to the items at ``indices`` (in that order); used for train/val splits."""
+        sub = copy.copy(self)
+        sub.ids = [self.ids[j] for j in indices]
+        return sub
+
+
+class InstanceFolder(PairedFiles):
     """Pairs ``root/images/<id>.*`` and ``root/labels/<id>.png``; ``ds[i] -> (image (3,H,W) float32, labels (H,W) int64)``.
 
     ``ids`` are the sorted stems present in both folders; an image without a label or a label
@@ -98,41 +150,11 @@ class InstanceFolder(torch.utils.data.Dataset):
         self.max_instances = max_instances
         self._orig: dict[str, tuple[int, int]] = {}
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
     def image_path(self, i: int) -> Path:
         return self._images[self.ids[i]]
 
     def label_path(self, i: int) -> Path:
         return self._labels[self.ids[i]]
-
-    def label_name(self, i: int) -> str:
-        """File name of the label of item ``i`` (for writing predictions under the same name)."""
-        return self.label_path(i).name
-
-    def original_size(self, i: int) -> tuple[int, int]:
-        """(H, W) of item ``i`` on disk, before any resizing (read from the header only)."""
-        key = self.ids[i]
-        if key not in self._orig:
-            try:
-                with Image.open(self._images[key]) as im:
-                    w, h = im.size
-            except Exception as exc:
-                raise DataError(f"could not read {self._images[key]}: {exc}; re-export or remove it") from exc
-            self._orig[key] = (h, w)
-        return self._orig[key]
-
-    def load_pair(self, i: int) -> tuple[Tensor, Tensor]:
-        """Item ``i`` read from disk and checked, before resizing and transform."""
-        ipath, lpath = self.image_path(i), self.label_path(i)
-        image, labels = read_image(ipath), read_label(lpath)
-        if tuple(image.shape[-2:]) != tuple(labels.shape):
-            raise DataError(f"image {ipath} is {tuple(image.shape[-2:])} (H, W) but its label {lpath} is "
-                            f"{tuple(labels.shape)}; they must have the same size")
-        labels = relabel_sequential(labels)
-        self._orig[self.ids[i]] = tuple(labels.shape)
-        return image, labels
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         image, labels = self.load_pair(i)
@@ -146,12 +168,6 @@ class InstanceFolder(torch.utils.data.Dataset):
         if self.transform is not None:
             image, labels = self.transform(image, labels)
         return image, labels
-
-    def select(self, indices: Sequence[int]) -> "InstanceFolder":
-        """A copy restricted to the items at ``indices`` (in that order); used for train/val splits."""
-        sub = copy.copy(self)
-        sub.ids = [self.ids[j] for j in indices]
-        return sub
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.root)!r}, n={len(self)}, size={self.size})"
