@@ -19,7 +19,7 @@ on the instance area, and pixels compete for it, which pushes each step onto one
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 import torch

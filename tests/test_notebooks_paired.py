@@ -4,7 +4,6 @@ checkable by nbval. Executing the notebooks themselves is nbval's job (``make te
 import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
