@@ -21,7 +21,10 @@ def _add_data_args(p: argparse.ArgumentParser, default_split: str) -> None:
                         "nuclei: the DSB2018 subset shipped in data/nuclei")
     p.add_argument("--root", default=None, help="dataset folder for --data cvppp|folder")
     p.add_argument("--family", default="A1", help="CVPPP family (A1..A4)")
-    p.add_argument("--split", default=default_split, choices=["all", "train", "val"])
+    p.add_argument("--split", default=None, choices=["all", "train", "val"],
+                   help=f"default: {default_split} (for --data folder: all, since a folder you point at is "
+                        "usually the set you want scored)")
+    p.set_defaults(default_split=default_split)
     p.add_argument("--seed", type=int, default=None,
                    help="synthetic leaves: scene seed (default: the profile's validation seed)")
     p.add_argument("--num", type=int, default=None, help="synthetic leaves: number of scenes")
@@ -86,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "default_split", None) and args.split is None:
+        args.split = "all" if args.data == "folder" and args.command != "train" else args.default_split
     try:
         if args.command == "info":
             from rsis_lite.config import env_report

@@ -35,7 +35,7 @@ def test_export_predict_evaluate_round_trip(trained, capsys):
     assert sorted(p.name for p in (folder / "labels").iterdir()) == [f"scene{i:05d}.png" for i in range(5)]
     pred = d / "pred"
     assert main(["predict", "--checkpoint", str(ckpt), "--data", "folder", "--root", str(folder),
-                 "--split", "all", "--size", "32", "32", "--out", str(pred)]) == 0
+                 "--size", "32", "32", "--out", str(pred)]) == 0   # a folder defaults to --split all
     names = sorted(p.name for p in pred.glob("*.png"))
     assert names == [f"scene{i:05d}.png" for i in range(5)]           # named like the input labels
     scores = json.loads((pred / "scores.json").read_text())
