@@ -19,10 +19,17 @@
 # **rsis-lite** · [Contents](README.md) · [01 The ConvLSTM cell →](01_convlstm.ipynb)
 
 # %%
-# Runs only on Colab: installs rsis-lite from GitHub (Colab already has torch, torchvision, scipy, matplotlib, ipywidgets; nothing is pinned).
+# Runs only on Colab: fetches the rsis-lite repository (package, nuclei subset, small shipped
+# checkpoints) and installs it. Colab's own torch, torchvision, scipy, matplotlib and ipywidgets
+# are kept: nothing is pinned.
 import sys
 if "google.colab" in sys.modules:
-    get_ipython().run_line_magic("pip", 'install -q "rsis-lite @ git+https://github.com/rsis-lite/rsis-lite"')
+    import os, subprocess
+    if not os.path.isdir("/content/rsis-lite"):
+        subprocess.run(["git", "clone", "--depth", "1", "https://github.com/rsis-lite/rsis-lite", "/content/rsis-lite"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/rsis-lite"], check=True)
+    sys.path.insert(0, "/content/rsis-lite")  # this kernel started before the install
+    os.chdir("/content/rsis-lite/notebooks")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
