@@ -123,8 +123,9 @@ def make_evaluator(dataset, max_steps: int = 30, device: torch.device | str = "c
     """A function model -> mean SBD, |DiC|, FBD on a fixed validation set (labels read once)."""
     from rsis_lite.metrics import image_scores, summarize
 
-    gts = [dataset[i][1].numpy() for i in range(len(dataset))]
-    images = torch.stack([dataset[i][0] for i in range(len(dataset))])
+    samples = [dataset[i] for i in range(len(dataset))]                  # read/render each scene once
+    images = torch.stack([image for image, _ in samples])                 # (N, 3, H, W)
+    gts = [labels.numpy() for _, labels in samples]
 
     def evaluate(model: RIS) -> dict[str, float]:
         per = {}
