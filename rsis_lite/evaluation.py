@@ -158,7 +158,7 @@ def _evaluate_checkpoint(args) -> dict[str, Any]:
     try:
         from rsis_lite.config import get_device, get_profile
         from rsis_lite.data.registry import load_dataset
-        from rsis_lite.inference import _default_size, load_model, output_name, predict_dataset, resize_labels
+        from rsis_lite.inference import default_input_size, load_model, output_name, predict_dataset, resize_labels
     except ImportError as e:
         raise RsisError(f"evaluate --checkpoint needs the inference and data modules, which failed to "
                         f"import ({e}); score PNG folders with --pred/--gt instead") from e
@@ -166,7 +166,7 @@ def _evaluate_checkpoint(args) -> dict[str, Any]:
     device = get_device(args.device)
     model, ckpt = load_model(args.checkpoint, device)
     prof = get_profile(args.profile)
-    size = tuple(args.size) if args.size else _default_size(ckpt, args.data, prof)
+    size = tuple(args.size) if args.size else default_input_size(ckpt, args.data, prof)
     common = dict(root=args.root, split=args.split, profile=prof, seed=args.seed, num=args.num,
                   family=args.family)
     ds = load_dataset(args.data, size=size, **common)

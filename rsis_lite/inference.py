@@ -155,7 +155,7 @@ def cli_predict(args) -> int:
     device = get_device(args.device)
     model, ckpt = load_model(args.checkpoint, device)
     prof = get_profile(args.profile)
-    size = tuple(args.size) if args.size else _default_size(ckpt, args.data, prof)
+    size = tuple(args.size) if args.size else default_input_size(ckpt, args.data, prof)
     ds = load_dataset(args.data, root=args.root, split=args.split, profile=prof, seed=args.seed, num=args.num,
                       size=size, family=args.family)
     if len(ds) == 0:
@@ -173,8 +173,10 @@ def cli_predict(args) -> int:
     return 0
 
 
-def _default_size(ckpt: dict[str, Any], kind: str, prof) -> tuple[int, int] | None:
-    """The size the model was trained at, for datasets stored at another size."""
+def default_input_size(ckpt: dict[str, Any], kind: str, prof) -> tuple[int, int] | None:
+    """(H, W) to resize inputs to before the model: the size it was trained at when the checkpoint
+    records one, CVPPP's paper size, the profile's size for folders, else None (keep the size).
+    ``predict`` and ``evaluate --checkpoint`` share it so both see the same inputs."""
     data = ckpt.get("data") or {}
     if data.get("size"):
         return tuple(data["size"])
