@@ -1,43 +1,54 @@
-"""Checkpoints: written atomically, read with ``weights_only=True`` and ``map_location``.
+"""Checkpoints: written atomically, never with non-finite weights, read with ``weights_only=True``
+and ``map_location``, and validated in one place (:func:`validate_checkpoint`).
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts (nothing that needs
 pickle's arbitrary code execution), so ``torch.load(..., weights_only=True)`` reads it::
 
-    {"format": 1, "model": "ris", "model_config": {...}, "state_dict": {...},
+    {"format": 1, "system": "ris", "model_config": {...}, "state_dict": {...},
      "optimizer": {...} | None, "step": int, "train_config": {...}, "rng": {"torch": ByteTensor},
-     "history": {...}, "metrics": {...}}
+     "history": {...}, "data": {...}, ...}
+
+Checkpoints written before the system registry have ``"model"`` instead of ``"system"``; they are
+read as the same layout.
 """
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from rsis_lite.errors import CheckpointError
+from rsis_lite.fileio import atomic_write, remove_stale
 
 FORMAT = 1
+REQUIRED = ("system", "model_config", "state_dict")
+TRAINING = ("step", "train_config", "rng")
+
+
+def state_is_finite(state_dict: dict[str, Any]) -> bool:
+    """True when every floating-point tensor of ``state_dict`` is finite. The lazily initialised
+    area bias of RIS is NaN until the first forward pass and is allowed to be."""
+    for k, v in state_dict.items():
+        if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all():
+            if k == "head_bias" and v.numel() == 1 and torch.isnan(v).all():
+                continue
+            return False
+    return True
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
-    """Write ``payload`` to ``path`` atomically: a temporary file in the same folder, then
-    ``os.replace``. An interrupted write never leaves a truncated checkpoint behind."""
+    """Write ``payload`` to ``path`` atomically (see :mod:`rsis_lite.fileio`). Refuses weights that
+    are not finite, so a good checkpoint is never replaced by a broken one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    sd = payload.get("state_dict")
+    if isinstance(sd, dict) and not state_is_finite(sd):
+        raise CheckpointError(f"refusing to write {path}: the weights are not finite (NaN or inf); "
+                              "the previous checkpoint, if any, is kept")
     payload = {"format": FORMAT, **payload}
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    remove_stale(path.parent, path.name + ".")        # temporary files of earlier versions
+    atomic_write(path, lambda fh: torch.save(payload, fh), fsync=True)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -53,4 +64,19 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                               "It may be truncated or not a rsis-lite checkpoint; delete it and train again") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a rsis-lite checkpoint (format {FORMAT}); delete it and train again")
+    if "system" not in ckpt and "model" in ckpt:       # the layout before the registry
+        ckpt["system"] = ckpt["model"]
     return ckpt
+
+
+def validate_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike, need_training_state: bool = False) -> None:
+    """Raise one clear :class:`CheckpointError` naming every missing entry of the layout."""
+    need = REQUIRED + (TRAINING if need_training_state else ())
+    missing = [k for k in need if k not in ckpt]
+    if missing:
+        what = "resume training from it" if need_training_state else "build a model from it"
+        raise CheckpointError(f"{path} lacks {', '.join(repr(k) for k in missing)}, needed to {what}; "
+                              "it was not written by `python -m rsis_lite train`")
+    if not isinstance(ckpt["model_config"], dict) or not isinstance(ckpt["state_dict"], dict):
+        raise CheckpointError(f"{path}: 'model_config' and 'state_dict' must be dicts; "
+                              "it was not written by `python -m rsis_lite train`")

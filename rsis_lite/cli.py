@@ -1,8 +1,9 @@
 """Command line: ``python -m rsis_lite {reproduce,train,predict,evaluate,export,bench,info}``.
 
-Each sub-command's work lives in the module that owns it; this file only parses arguments and
-turns the package's own errors (:class:`rsis_lite.errors.RsisError`) into a one-line message and
-exit code 2, so a user never sees a traceback for bad input.
+Each sub-command's work lives in the module that owns it; this file only parses arguments (every
+number through a range-checked type of :mod:`rsis_lite.validate`) and turns the package's own
+errors (:class:`rsis_lite.errors.RsisError`) into a one-line message and exit code 2, so a user
+never sees a traceback for bad input. ``train --model`` lists the registry's systems.
 """
 from __future__ import annotations
 
@@ -10,8 +11,18 @@ import argparse
 import sys
 
 from rsis_lite.errors import RsisError
+from rsis_lite.validate import (OneLineParser, leaf_count, learning_rate, nonneg_int, positive_float,
+                                positive_int, side)
 
 DATA_CHOICES = ["leaves", "cvppp", "folder", "nuclei"]
+PRECISION_HELP = ("auto (default): bf16 autocast where the device computes bf16 natively (CUDA with bf16, "
+                  "a CPU with AMX or AVX512-BF16), else fp32; `bench` times both")
+
+
+def _system_names() -> list[str]:
+    from rsis_lite.systems import names
+
+    return names()
 
 
 def _add_data_args(p: argparse.ArgumentParser, default_split: str) -> None:
@@ -25,39 +36,45 @@ def _add_data_args(p: argparse.ArgumentParser, default_split: str) -> None:
                    help=f"default: {default_split} (for --data folder: all, since a folder you point at is "
                         "usually the set you want scored)")
     p.set_defaults(default_split=default_split)
-    p.add_argument("--seed", type=int, default=None,
+    p.add_argument("--seed", type=nonneg_int, default=None,
                    help="synthetic leaves: scene seed (default: the profile's validation seed)")
-    p.add_argument("--num", type=int, default=None, help="synthetic leaves: number of scenes")
+    p.add_argument("--num", type=positive_int, default=None, help="synthetic leaves: number of scenes")
+    p.add_argument("--leaves", type=leaf_count, nargs=2, metavar=("MIN", "MAX"), default=None,
+                   help="synthetic leaves: leaf count range (default: the profile's, 2 8 for quick)")
     p.add_argument("--profile", choices=["quick", "full"], default=None,
                    help="default: RSIS_PROFILE, else full on CUDA, else quick")
-    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
+    p.add_argument("--size", type=side, nargs=2, metavar=("H", "W"), default=None,
                    help="resize inputs to H W before the model (default: the profile's size)")
-    p.add_argument("--device", default=None, help="cpu | cuda | mps (default: cuda when present)")
+    p.add_argument("--device", default=None, help="cpu | cuda | cuda:N | mps (default: cuda when present)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rsis_lite", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="python -m rsis_lite", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     p = sub.add_parser("info", help="print versions, profile and device")
     p.add_argument("--profile", choices=["quick", "full"], default=None)
 
-    p = sub.add_parser("reproduce", help="train/evaluate every system on the embedded data; print the results table")
+    p = sub.add_parser("reproduce", help="evaluate every system's shipped checkpoint; print the results table")
     p.add_argument("--profile", choices=["quick", "full"], default=None)
     p.add_argument("--out", default="results/summary.md", help="where the results table is written")
     p.add_argument("--retrain", action="store_true",
-                   help="train from scratch instead of evaluating the shipped checkpoints")
+                   help="train each system from scratch (its recipe) instead of evaluating the shipped checkpoints")
 
-    p = sub.add_parser("train", help="train a model (resumes when --out exists)")
-    p.add_argument("--model", choices=["ris"], default="ris")
+    systems = _system_names()
+    p = sub.add_parser("train", help="train a system (resumes when --out exists; torchrun for several processes)")
+    p.add_argument("--model", choices=systems, default=systems[0], help="the system to train (the registry)")
     _add_data_args(p, default_split="train")
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the profile's)")
-    p.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
-                   help="stop (with a checkpoint) after this many minutes")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CPU with AMX, or CUDA)")
-    p.add_argument("--train-seed", type=int, default=0, help="seed of weights and data order")
+    p.add_argument("--steps", type=positive_int, default=None, help="optimiser steps (default: the recipe's)")
+    p.add_argument("--time-budget", type=positive_float, default=None, metavar="MINUTES",
+                   help="finish in this many minutes: curriculum and learning-rate decay follow the time "
+                        "used as well as the steps, and a checkpoint is written at the end")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="global batch (default: the recipe's)")
+    p.add_argument("--lr", type=learning_rate, default=None, help="learning rate (default: the recipe's)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help=PRECISION_HELP)
+    p.add_argument("--bf16", action="store_const", const="bf16", dest="precision",
+                   help="same as --precision bf16 (kept for old commands)")
+    p.add_argument("--train-seed", type=nonneg_int, default=0, help="seed of weights and data order")
     p.add_argument("--init", default=None, metavar="CKPT",
                    help="start from this checkpoint's weights (fine-tuning, e.g. synthetic -> CVPPP)")
     p.add_argument("--out", required=True, help="checkpoint path (written atomically)")
@@ -65,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="write one label PNG per image")
     p.add_argument("--checkpoint", required=True)
     _add_data_args(p, default_split="val")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (never inside the input's folders)")
+    p.add_argument("--overwrite", action="store_true", help="replace label files already in --out")
 
     p = sub.add_parser("evaluate", help="score predictions against ground truth")
     p.add_argument("--pred", default=None, help="folder of predicted label PNGs")
@@ -77,57 +95,73 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write a dataset as images/ + labels/ PNG folders")
     _add_data_args(p, default_split="val")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (never the input's own folder)")
+    p.add_argument("--overwrite", action="store_true", help="replace files already in --out")
 
-    p = sub.add_parser("bench", help="training throughput and step-time breakdown")
+    p = sub.add_parser("bench", help="training throughput per precision and step-time breakdown")
+    p.add_argument("--model", choices=systems, default=systems[0])
     p.add_argument("--profile", choices=["quick", "full"], default=None)
     p.add_argument("--device", default=None)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--steps", type=int, default=5, help="timed optimiser steps per repeat")
+    p.add_argument("--repeats", type=positive_int, default=5)
+    p.add_argument("--steps", type=positive_int, default=5, help="timed optimiser steps per repeat")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="default: the recipe's")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:           # argparse: --help (0) or a bad argument (2, message printed)
+        return int(e.code or 0)
     if getattr(args, "default_split", None) and args.split is None:
         args.split = "all" if args.data == "folder" and args.command != "train" else args.default_split
+    if getattr(args, "leaves", None) and args.leaves[0] > args.leaves[1]:
+        print(f"error: argument --leaves: MIN {args.leaves[0]} is larger than MAX {args.leaves[1]}", file=sys.stderr)
+        return 2
     try:
-        if args.command == "info":
-            from rsis_lite.config import env_report
-
-            print(env_report(args.profile))
-            return 0
-        if args.command == "reproduce":
-            from rsis_lite.reproduce import reproduce
-
-            reproduce(profile=args.profile, out=args.out, retrain=args.retrain)
-            return 0
-        if args.command == "train":
-            from rsis_lite.train import cli_train
-
-            return cli_train(args)
-        if args.command == "predict":
-            from rsis_lite.inference import cli_predict
-
-            return cli_predict(args)
-        if args.command == "evaluate":
-            from rsis_lite.evaluation import cli_evaluate
-
-            return cli_evaluate(args)
-        if args.command == "export":
-            from rsis_lite.export import cli_export
-
-            return cli_export(args)
-        if args.command == "bench":
-            from rsis_lite.bench import cli_bench
-
-            return cli_bench(args)
+        return _run(args)
     except RsisError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted (the last checkpoint is kept)", file=sys.stderr)
         return 130
+
+
+def _run(args) -> int:
+    if args.command == "info":
+        from rsis_lite.config import env_report
+
+        print(env_report(args.profile))
+        return 0
+    if args.command == "reproduce":
+        from rsis_lite.reproduce import reproduce
+        from rsis_lite.validate import check_output_file
+
+        reproduce(profile=args.profile, out=check_output_file(args.out, "--out"), retrain=args.retrain)
+        return 0
+    if args.command == "train":
+        from rsis_lite.train import cli_train
+        from rsis_lite.validate import check_output_file
+
+        check_output_file(args.out, "--out")
+        return cli_train(args)
+    if args.command == "predict":
+        from rsis_lite.inference import cli_predict
+
+        return cli_predict(args)
+    if args.command == "evaluate":
+        from rsis_lite.evaluation import cli_evaluate
+
+        return cli_evaluate(args)
+    if args.command == "export":
+        from rsis_lite.export import cli_export
+
+        return cli_export(args)
+    if args.command == "bench":
+        from rsis_lite.bench import cli_bench
+
+        return cli_bench(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 

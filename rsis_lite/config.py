@@ -2,10 +2,14 @@
 
 Two profiles:
 
-* ``quick`` -- CPU, 64x64 synthetic scenes with 2-8 leaves, short schedules. For CI, laptops and
-  the shipped checkpoints.
-* ``full``  -- GPU, paper scale (CVPPP at 106x100 as Romera-Paredes & Torr did, larger synthetic
-  scenes, long schedules).
+* ``quick`` -- CPU, 64x64 synthetic scenes with 2-8 leaves. For CI, laptops and the shipped
+  checkpoints.
+* ``full``  -- GPU, paper scale (CVPPP at (H, W) = (106, 100) as Romera-Paredes & Torr did, larger
+  synthetic scenes).
+
+A profile holds data sizes only; each system's recipe (``rsis_lite.systems``) turns a profile into
+its model and training settings, and the inference cap comes from the data
+(:func:`rsis_lite.inference.inference_cap`).
 
 The default is ``full`` when CUDA is available and ``quick`` otherwise; the environment variable
 ``RSIS_PROFILE`` overrides both.
@@ -21,12 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from rsis_lite.errors import ConfigError
+
 PROFILE_ENV = "RSIS_PROFILE"
 
 
 @dataclass(frozen=True)
 class Profile:
-    """Sizes and schedules of one profile. Every key says how it differs from the paper and why."""
+    """Data sizes of one profile. Every key says how it differs from the paper and why."""
 
     name: str
     # Synthetic scenes: side length and leaf count range (CVPPP A1 has 11-20 leaves at 500x530).
@@ -35,13 +41,8 @@ class Profile:
     max_leaves: int
     # Number of scenes in the fixed validation set drawn from a seed never used for training.
     n_val: int
-    # RIS training: optimiser steps, batch size (paper: batch 1, we batch for CPU/GPU throughput).
-    train_steps: int
-    batch_size: int
-    # Cap on recurrent steps at inference (paper: ~30).
-    max_steps: int
-    # (H, W) CVPPP images are resized to for RIS: the paper's fixed x5 bilinear downsampling of
-    # the 500 x 530 (H x W) images, i.e. "106x100" (W x H) in the paper.
+    # (H, W) CVPPP images are resized to: the paper's fixed x5 downsampling of the A1 plants, which
+    # are 530 x 500 (H x W), i.e. (106, 100).
     cvppp_size: tuple[int, int]
     # Nuclei crops (DSB2018) side length.
     nuclei_size: int
@@ -57,10 +58,7 @@ PROFILES: dict[str, Profile] = {
         min_leaves=2,
         max_leaves=8,
         n_val=64,
-        train_steps=5000,
-        batch_size=16,
-        max_steps=12,
-        cvppp_size=(100, 106),
+        cvppp_size=(106, 100),
         nuclei_size=64,
     ),
     "full": Profile(
@@ -69,10 +67,7 @@ PROFILES: dict[str, Profile] = {
         min_leaves=2,
         max_leaves=20,
         n_val=256,
-        train_steps=60000,
-        batch_size=8,
-        max_steps=30,
-        cvppp_size=(100, 106),
+        cvppp_size=(106, 100),
         nuclei_size=128,
     ),
 }
@@ -81,7 +76,7 @@ PROFILES: dict[str, Profile] = {
 def get_profile(name: str | Profile | None = None, **overrides: Any) -> Profile:
     """Return the named profile, or the default one (``RSIS_PROFILE``, else full on CUDA, else quick).
 
-    Keyword overrides replace single fields: ``get_profile("quick", train_steps=10)``.
+    Keyword overrides replace single fields: ``get_profile("quick", n_val=10)``.
     """
     if isinstance(name, Profile):
         prof = name
@@ -89,33 +84,79 @@ def get_profile(name: str | Profile | None = None, **overrides: Any) -> Profile:
         if name is None:
             name = os.environ.get(PROFILE_ENV) or ("full" if torch.cuda.is_available() else "quick")
         if name not in PROFILES:
-            raise ValueError(
-                f"unknown profile {name!r} (from {PROFILE_ENV} or the argument); "
-                f"choose one of {sorted(PROFILES)}"
-            )
+            raise ConfigError(f"unknown profile {name!r} (from {PROFILE_ENV} or --profile); "
+                              f"choose one of {', '.join(sorted(PROFILES))}")
         prof = PROFILES[name]
     return replace(prof, **overrides) if overrides else prof
 
 
-def get_device(name: str | None = None, allow_mps: bool = False) -> torch.device:
+def get_device(name: str | None = None, allow_mps: bool = False, local_rank: int | None = None) -> torch.device:
     """The device to run on: CUDA when present, else CPU.
 
     MPS is used only when asked for (``allow_mps=True`` or ``name="mps"``): its LSTM kernels have
     given silently different results in other projects, so we never pick it by ourselves.
     ``name`` ("cpu", "cuda", "cuda:1", "mps") forces a device and fails clearly if it is missing.
+    ``local_rank`` (under ``torchrun``) picks that process's GPU.
     """
     if name is not None:
-        dev = torch.device(name)
+        try:
+            dev = torch.device(name)
+        except (RuntimeError, ValueError):
+            raise ConfigError(f"--device {name!r} is not a device; use cpu, cuda, cuda:N or mps") from None
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {name!r} was asked for but CUDA is not available; use 'cpu'")
+            raise ConfigError(f"--device {name!r} was asked for but CUDA is not available; use --device cpu")
+        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name!r}: only {torch.cuda.device_count()} CUDA device(s) here")
         if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise RuntimeError(f"device {name!r} was asked for but MPS is not available; use 'cpu'")
+            raise ConfigError(f"--device {name!r} was asked for but MPS is not available; use --device cpu")
+        if dev.type not in ("cpu", "cuda", "mps"):
+            raise ConfigError(f"--device {name!r} is not supported; use cpu, cuda, cuda:N or mps")
+        if dev.type == "cuda" and dev.index is None and local_rank is not None:
+            dev = torch.device("cuda", local_rank)
         return dev
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        return torch.device("cuda", local_rank) if local_rank is not None else torch.device("cuda")
     if allow_mps and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags Linux reports (``/proc/cpuinfo``); empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AMX tiles or AVX512-BF16). Without them, oneDNN
+    emulates bf16 and a RIS training step was measured about 20x slower than fp32 (AVX2-only EPYC)."""
+    return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
+
+
+def resolve_precision(name: str, device: torch.device, stored: str | None = None) -> str:
+    """``auto`` -> ``bf16`` where the device has native bf16 (CUDA with bf16 support, a CPU with
+    AMX or AVX512-BF16), else ``fp32``. When resuming, ``auto`` keeps the ``stored`` precision so a
+    run never changes precision half way."""
+    if name not in PRECISIONS:
+        raise ConfigError(f"--precision {name!r}: choose one of {', '.join(PRECISIONS)}")
+    if name != "auto":
+        return name
+    if stored in ("fp32", "bf16"):
+        return stored
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if cpu_has_native_bf16() else "fp32"
+    return "fp32"
 
 
 def seed_everything(seed: int) -> torch.Generator:

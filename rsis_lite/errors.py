@@ -1,4 +1,4 @@
-"""The package's own exceptions: each message names the file involved and says how to fix it."""
+"""The package's own exceptions: each message names the file or argument involved and says how to fix it."""
 from __future__ import annotations
 
 
@@ -12,3 +12,11 @@ class DataError(RsisError, ValueError):
 
 class CheckpointError(RsisError):
     """A checkpoint that is missing, corrupt, or made for another model/configuration."""
+
+
+class ConfigError(RsisError, ValueError):
+    """A bad argument, environment variable, device or output path. The message names it."""
+
+
+class TrainingError(RsisError):
+    """Training cannot go on (e.g. the loss stopped being finite); the last good checkpoint is kept."""

@@ -149,33 +149,28 @@ def _to_json_ready(obj: Any) -> Any:
 def _evaluate_checkpoint(args) -> dict[str, Any]:
     """Predict ``args.data`` with ``args.checkpoint`` and score it, AP included.
 
-    The model sees the images at its training size; predictions come back at each image's size on
-    disk (``predict_dataset`` resizes them) and are scored against the labels at that size, read
-    from a second, un-resized view of the dataset -- scoring at the model's size would flatter it.
+    The model sees the images at its training size and unrolls at most the inference cap that
+    ``predict`` uses (:func:`rsis_lite.inference.dataset_for_checkpoint`); predictions come back at
+    each image's size on disk and are scored against the labels at that size, read from a second,
+    un-resized view of the dataset -- scoring at the model's size would flatter it.
     """
     import torch
 
     try:
-        from rsis_lite.config import get_device, get_profile
+        from rsis_lite.config import get_device
         from rsis_lite.data.registry import load_dataset
-        from rsis_lite.inference import default_input_size, load_model, output_name, predict_dataset, resize_labels
+        from rsis_lite.inference import dataset_for_checkpoint, load_system, output_name, predict_dataset, resize_labels
     except ImportError as e:
         raise RsisError(f"evaluate --checkpoint needs the inference and data modules, which failed to "
                         f"import ({e}); score PNG folders with --pred/--gt instead") from e
 
     device = get_device(args.device)
-    model, ckpt = load_model(args.checkpoint, device)
-    prof = get_profile(args.profile)
-    size = tuple(args.size) if args.size else default_input_size(ckpt, args.data, prof)
-    common = dict(root=args.root, split=args.split, profile=prof, seed=args.seed, num=args.num,
-                  family=args.family)
-    ds = load_dataset(args.data, size=size, **common)
-    if len(ds) == 0:
-        raise DataError(f"no images to evaluate in {args.data} ({args.root or ''}, split {args.split})")
+    system, ckpt = load_system(args.checkpoint, device)
+    ds, size, common, cap = dataset_for_checkpoint(args, ckpt)
     gt_ds = ds if size is None else load_dataset(args.data, size=None, **common)
     if len(gt_ds) != len(ds):
         raise DataError(f"{args.data}: {len(ds)} images at size {size} but {len(gt_ds)} at full size")
-    preds = predict_dataset(model, ds, device=device, max_steps=prof.max_steps, progress=True)
+    preds = predict_dataset(system, ds, device=device, max_steps=cap, progress=True)
     names, labels, scores, gts = [], [], [], []
     for i, (lab, sc) in enumerate(preds):
         gt = gt_ds[i][1]
@@ -186,6 +181,8 @@ def _evaluate_checkpoint(args) -> dict[str, Any]:
         gts.append(gt.numpy())
     result = evaluate_pairs(names, labels, gts, scores=scores)
     result["checkpoint"] = str(args.checkpoint)
+    result["system"] = ckpt["system"]
+    result["max_steps"] = cap
     result["data"] = {"kind": args.data, "root": args.root, "split": args.split, "family": args.family,
                       "size": list(size) if size else None}
     return result
@@ -193,6 +190,9 @@ def _evaluate_checkpoint(args) -> dict[str, Any]:
 
 def cli_evaluate(args) -> int:
     """``python -m rsis_lite evaluate``: --pred/--gt folders, or --checkpoint on a dataset."""
+    from rsis_lite.validate import check_output_file
+
+    check_output_file(args.json, "--json")                 # before the work, not after it
     if args.pred is not None or args.gt is not None:
         if args.pred is None or args.gt is None:
             raise RsisError("evaluate needs both --pred PRED_DIR and --gt GT_DIR (or --checkpoint CKPT)")

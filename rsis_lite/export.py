@@ -29,9 +29,15 @@ def export_dataset(dataset, out: str | Path) -> int:
 def cli_export(args) -> int:
     from rsis_lite.config import get_profile
     from rsis_lite.data.registry import load_dataset
+    from rsis_lite.validate import check_output_dir, input_folders
 
+    leaves = dict(min_leaves=args.leaves[0], max_leaves=args.leaves[1]) if args.leaves and args.data == "leaves" else {}
     ds = load_dataset(args.data, root=args.root, split=args.split, profile=get_profile(args.profile),
-                      seed=args.seed, num=args.num, size=tuple(args.size) if args.size else None, family=args.family)
-    n = export_dataset(ds, args.out)
+                      seed=args.seed, num=args.num, size=tuple(args.size) if args.size else None, family=args.family,
+                      **leaves)
+    out = Path(args.out)
+    names = [f"{sub}/{name}.png" for name in ds.ids for sub in ("images", "labels")]
+    check_output_dir(out, input_folders(ds), will_write=names, overwrite=args.overwrite)
+    n = export_dataset(ds, out)
     print(f"wrote {n} images and label maps to {args.out}/images and {args.out}/labels")
     return 0

@@ -1,25 +1,62 @@
-"""Soft IoU, Hungarian matching and the RIS loss.
+"""Soft IoU and Hungarian matching: the pieces every system's loss shares.
 
-    "the loss [...] is the minimum over all assignments of predicted to ground-truth instances
-    [...] of the negative sum of matched soft IoUs, plus a term that asks the confidence to be
-    1 for the first n steps and 0 after."  (Romera-Paredes & Torr 2016, section 3.3, paraphrased)
+All three systems of the course score a sequence of predicted masks against an unordered set of
+ground-truth instances by the best one-to-one assignment on soft IoU (Romera-Paredes & Torr 2016,
+section 3.3; Ren & Zemel 2017, section 3.5; Salvador et al. 2017, section 3.2). The assignment is
+found on *detached* values with ``scipy.optimize.linear_sum_assignment`` (the authors needed a
+hand-written solver); no gradient flows through it, and the loss is then evaluated at the chosen
+permutation. Each system's own loss lives in its file under ``rsis_lite/systems/``.
 
-The assignment is found on *detached* values with ``scipy.optimize.linear_sum_assignment`` (the
-authors needed a hand-written solver); no gradient flows through it, the loss is then evaluated at
-the chosen permutation. Only the first ``min(T, n)`` predictions take part in the matching: the
-model must put its instances first and then say "stop".
+:data:`TIMER` accumulates the seconds spent in :func:`pairwise_soft_iou` and
+:func:`hungarian_match` while enabled (``bench`` reports it as the matching share of a step).
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+import time
+from contextlib import contextmanager
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 EPS = 1e-6
+
+
+class _Timer:
+    """Seconds spent in matching while ``enabled`` (set by :func:`timing`)."""
+
+    enabled: bool = False
+    seconds: float = 0.0
+    sync = staticmethod(lambda: None)
+
+    @contextmanager
+    def section(self) -> Iterator[None]:
+        if not self.enabled:
+            yield
+            return
+        self.sync()
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.sync()
+            self.seconds += time.perf_counter() - t0
+
+
+TIMER = _Timer()
+
+
+@contextmanager
+def timing(sync=None) -> Iterator[_Timer]:
+    """Enable :data:`TIMER` (reset to 0) inside the block; ``sync`` e.g. ``torch.cuda.synchronize``."""
+    TIMER.enabled, TIMER.seconds = True, 0.0
+    TIMER.sync = sync or (lambda: None)
+    try:
+        yield TIMER
+    finally:
+        TIMER.enabled = False
 
 
 def soft_iou(pred: Tensor, target: Tensor, eps: float = EPS) -> Tensor:
@@ -37,11 +74,12 @@ def pairwise_soft_iou(pred: Tensor, target: Tensor, eps: float = EPS) -> Tensor:
 
     pred: (B, T, H, W) in [0, 1]; target: (B, K, H, W) in {0, 1}. Returns (B, T, K).
     """
-    p = pred.flatten(2).float()                                  # (B, T, HW)
-    y = target.flatten(2).float()                                # (B, K, HW)
-    inter = torch.bmm(p, y.transpose(1, 2))                      # (B, T, K)
-    union = p.sum(-1, keepdim=True) + y.sum(-1).unsqueeze(1) - inter
-    return inter / (union + eps)
+    with TIMER.section():
+        p = pred.flatten(2).float()                              # (B, T, HW)
+        y = target.flatten(2).float()                            # (B, K, HW)
+        inter = torch.bmm(p, y.transpose(1, 2))                  # (B, T, K)
+        union = p.sum(-1, keepdim=True) + y.sum(-1).unsqueeze(1) - inter
+        return inter / (union + eps)
 
 
 class Assignment(NamedTuple):
@@ -56,6 +94,11 @@ def hungarian_match(iou: Tensor, counts: Tensor | list[int]) -> Assignment:
     iou: (B, T, K) pairwise IoU (detached inside); counts: (B,) number of real targets per image
     (targets beyond it are padding). Returns the matched (image, step, target) triples.
     """
+    with TIMER.section():
+        return _hungarian_match(iou, counts)
+
+
+def _hungarian_match(iou: Tensor, counts: Tensor | list[int]) -> Assignment:
     cost = -iou.detach().float().cpu().numpy()                   # maximise IoU = minimise -IoU
     counts = [int(c) for c in counts]
     t_max = iou.shape[1]
@@ -79,31 +122,3 @@ def confidence_targets(counts: Tensor, steps: int) -> Tensor:
     """Positional targets: 1 for the first n steps, 0 after. counts (B,) -> (B, T) float."""
     t = torch.arange(steps, device=counts.device).unsqueeze(0)   # (1, T)
     return (t < counts.unsqueeze(1)).float()
-
-
-class RISLoss(NamedTuple):
-    total: Tensor        # scalar: mask + lambda * confidence, mean over images
-    mask: Tensor         # scalar: -sum of matched soft IoU, mean over images
-    confidence: Tensor   # scalar: sum_t BCE(s_t, [t < n]), mean over images
-    matched_iou: Tensor  # scalar: mean soft IoU of the matched pairs (for logging)
-    assignment: Assignment
-
-
-def ris_loss(masks: Tensor, conf_logits: Tensor, target_masks: Tensor, counts: Tensor,
-             lam: float = 1.0) -> RISLoss:
-    """The RIS loss for a batch.
-
-    masks: (B, T, H, W) predictions in [0, 1]; conf_logits: (B, T) pre-sigmoid confidences;
-    target_masks: (B, K, H, W) binary ground truth, padded; counts: (B,) real instances per image
-    (n = 0 is allowed: then only the confidence term speaks, asking every step to say "off").
-    """
-    b, t = masks.shape[:2]
-    counts = counts.to(masks.device)
-    iou = pairwise_soft_iou(masks, target_masks)                  # (B, T, K)
-    asg = hungarian_match(iou, counts.cpu())
-    matched = iou[asg.batch.to(iou.device), asg.pred.to(iou.device), asg.target.to(iou.device)]  # (M,)
-    mask_term = -matched.sum() / b
-    conf_t = confidence_targets(counts, t)                         # (B, T)
-    conf_term = F.binary_cross_entropy_with_logits(conf_logits.float(), conf_t, reduction="sum") / b
-    mean_iou = matched.detach().mean() if matched.numel() else masks.new_zeros(())
-    return RISLoss(mask_term + lam * conf_term, mask_term, conf_term, mean_iou, asg)

@@ -1,9 +1,10 @@
-"""``python -m rsis_lite reproduce``: evaluate every system on the embedded data, print one table.
+"""``python -m rsis_lite reproduce``: evaluate every registered system on the embedded data, one table.
 
-For each system that exists, the shipped checkpoint (``data/checkpoints/``) is evaluated on scenes
-it never saw (synthetic leaves of the profile, validation seed 1000). ``--retrain`` trains it from
-scratch first (on CPU with a time budget; see the README for the full recipe). The table, with the
-data summary, is printed and written to ``results/summary.md``.
+For each system with a shipped checkpoint (``data/checkpoints/<system>_leaves_<profile>.pt``), the
+checkpoint is evaluated on synthetic leaves of the profile it never saw (validation seed 1000).
+``--retrain`` first trains each system from scratch through the ``train`` command's own code path
+(its recipe, resumable). The table, with the data summary, is printed and written to
+``results/summary.md``.
 """
 from __future__ import annotations
 
@@ -13,11 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from rsis_lite.config import env_report, get_device, get_profile
-
 from rsis_lite.data.registry import VAL_SEED
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPO / "data" / "checkpoints"
+TITLES = {"ris": "RIS (Romera-Paredes & Torr)"}
+
+
+def shipped_checkpoint(system: str, profile_name: str, data: str = "leaves") -> Path:
+    """Where the shipped checkpoint of ``system`` for ``data`` and a profile lives (it may not exist)."""
+    return CHECKPOINTS / f"{system}_{data}_{profile_name}.pt"
 
 
 def data_summary(profile) -> list[dict]:
@@ -38,20 +44,21 @@ def data_summary(profile) -> list[dict]:
     return rows
 
 
-def evaluate_ris(profile, ckpt: Path, device) -> dict:
-    """Mean (std) of the papers' metrics and AP of a RIS checkpoint on the validation leaves."""
-    from rsis_lite.data.registry import load_dataset
+def evaluate_checkpoint(profile, ckpt: Path, device) -> dict:
+    """Mean (std) of the papers' metrics and AP of any system's checkpoint on the validation leaves."""
+    from rsis_lite.data.registry import load_dataset, max_instances
     from rsis_lite.evaluation import evaluate_pairs
-    from rsis_lite.inference import load_model, predict_dataset
+    from rsis_lite.inference import inference_cap, load_system, predict_dataset, trained_max_instances
 
-    model, meta = load_model(ckpt, device)
+    system, meta = load_system(ckpt, device)
     ds = load_dataset("leaves", split="val", profile=profile, seed=VAL_SEED)
+    cap = inference_cap(max_instances(ds), trained_max_instances(meta))
     t0 = time.perf_counter()
-    preds = predict_dataset(model, ds, device=device, max_steps=profile.max_steps)
+    preds = predict_dataset(system, ds, device=device, max_steps=cap)
     seconds = time.perf_counter() - t0
     gts = [ds[i][1].numpy() for i in range(len(ds))]
     res = evaluate_pairs(list(ds.ids), [p for p, _ in preds], gts, scores=[s for _, s in preds])
-    res.update(n=len(ds), seconds=seconds, train_steps=int(meta.get("step", 0)))
+    res.update(n=len(ds), seconds=seconds, train_steps=int(meta.get("step", 0)), system=meta["system"])
     return res
 
 
@@ -75,30 +82,41 @@ def format_summary(data_rows: list[dict], system_rows: list[tuple[str, str, dict
     return "\n".join(lines) + "\n"
 
 
+def retrain_system(system: str, profile_name: str, out: Path) -> Path:
+    """Train ``system`` from scratch with its recipe through the ``train`` command (resumes)."""
+    from rsis_lite.cli import main
+
+    print(f"training {system} from scratch into {out} (resumes if interrupted)")
+    code = main(["train", "--model", system, "--data", "leaves", "--profile", profile_name, "--out", str(out)])
+    if code != 0:
+        from rsis_lite.errors import TrainingError
+
+        raise TrainingError(f"training {system} into {out} failed (exit {code})")
+    return out
+
+
 def reproduce(profile=None, out: str | Path = "results/summary.md", retrain: bool = False) -> str:
-    from rsis_lite.data.registry import load_dataset
-    from rsis_lite.train import BatchSource, Trainer, TrainConfig, quick_model_config, full_model_config
-    from rsis_lite.ris import RIS
-    from rsis_lite.data import JointAugment
+    """Evaluate (``retrain``: train first) every registered system; write and return the table."""
+    from rsis_lite.systems import names
 
     prof = get_profile(profile)
     device = get_device()
     print(env_report(prof, device), "\n")
     data_rows = data_summary(prof)
-    systems = []
-    ckpt = CHECKPOINTS / f"ris_leaves_{prof.name}.pt"
-    if retrain or not ckpt.exists():
-        ckpt = Path(out).parent / f"ris_leaves_{prof.name}.pt"
-        print(f"training RIS from scratch into {ckpt} (resumes if interrupted)")
-        cfg = TrainConfig(steps=prof.train_steps, batch_size=prof.batch_size, bf16=device.type == "cpu")
-        train_ds = load_dataset("leaves", split="train", profile=prof, num=10_000_000)
-        model = RIS(quick_model_config() if prof.name == "quick" else full_model_config())
-        Trainer(model, BatchSource(train_ds, cfg.batch_size, augment=JointAugment(hflip=True, rot90=True)),
-                cfg, ckpt_path=ckpt, device=device).fit()
-    print(f"evaluating RIS checkpoint {ckpt}")
-    systems.append(("RIS (Romera-Paredes & Torr)", f"synthetic leaves {prof.image_size}px, seed {VAL_SEED}",
-                    evaluate_ris(prof, ckpt, device)))
-    text = f"# rsis-lite results ({prof.name} profile)\n\n" + format_summary(data_rows, systems)
+    rows, skipped = [], []
+    for name in names():
+        ckpt = shipped_checkpoint(name, prof.name)
+        if retrain:
+            ckpt = retrain_system(name, prof.name, Path(out).parent / ckpt.name)
+        elif not ckpt.exists():
+            skipped.append(name)
+            continue
+        print(f"evaluating {name} checkpoint {ckpt}")
+        rows.append((TITLES.get(name, name), f"synthetic leaves {prof.image_size}px, seed {VAL_SEED}",
+                     evaluate_checkpoint(prof, ckpt, device)))
+    text = f"# rsis-lite results ({prof.name} profile)\n\n" + format_summary(data_rows, rows)
+    if skipped:
+        text += f"\nNo shipped {prof.name} checkpoint for: {', '.join(skipped)} (train one with --retrain).\n"
     text += ("\nAll figures are measured by `python -m rsis_lite reproduce` on scenes the models never saw.\n"
              "Papers' CVPPP A1 figures are test-set numbers; see notebooks/05_evaluation.ipynb.\n")
     print(text)

@@ -1,92 +1,79 @@
-"""Training RIS: curriculum, Adam, clipping, atomic checkpoints, exact resume.
+"""The shared trainer: any registered system, Adam, clipping, schedules, atomic checkpoints, exact resume.
 
-Curriculum (Romera-Paredes & Torr, section 3.4):
+The trainer knows nothing about a particular system: it asks the system for its optimiser groups
+(:meth:`System.param_groups`) and for one loss per batch (:meth:`System.loss`), and the system
+decides everything else (curriculum, unroll length, auxiliary terms).
 
-    "we first train the network to segment any two instances [T = 2] [...] until convergence, and
-    then continue training with all instances, unrolling T = n + 2 steps so that it learns to stop."
+Schedules follow a *schedule step*: the optimiser step, or, with a time budget, the larger of the
+step and the step the elapsed time corresponds to (``steps * elapsed / budget``). A run with
+``--time-budget 30`` therefore reaches the end of its curriculum and of its learning-rate decay at
+30 minutes even when it manages fewer than ``steps`` steps in that time.
 
-:class:`Curriculum` holds the stages as ``(start_step, k, mode)``: mode ``"fixed"`` unrolls T = k
-steps, mode ``"n+"`` unrolls T = n_max + k steps (n_max: most instances in the batch).
+Resume is exact (without a time budget): the data of step k is a pure function of (seed, k), the
+optimiser state and torch's RNG state travel in the checkpoint, so an interrupted run that resumes
+ends with the same weights as one that never stopped (a test checks this).
 
-Resume is exact: the data of step k is a pure function of (seed, k), the optimiser state and torch's
-RNG state travel in the checkpoint, so an interrupted run that resumes ends with the same weights as
-one that never stopped (a test checks this).
+Multi-process training: launched by ``torchrun``, every rank takes a disjoint slice of global batch
+k and the model is wrapped in :class:`torch.nn.parallel.DistributedDataParallel` (gloo on CPU, NCCL
+on CUDA); only rank 0 writes checkpoints and prints.
 """
 from __future__ import annotations
 
 import math
+import os
+import signal
+import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch import Tensor
+import torch.distributed as dist
+from torch import Tensor, nn
 
-from rsis_lite.checkpoint import load_checkpoint, save_checkpoint
-from rsis_lite.errors import CheckpointError, RsisError
-from rsis_lite.matching import ris_loss
-from rsis_lite.ris import RIS, RISConfig
-
-
-@dataclass
-class Curriculum:
-    """Stages of (start_step, k, mode); the last stage whose start_step <= step is in force."""
-
-    stages: list[tuple[int, int, str]] = field(default_factory=lambda: [(0, 2, "fixed"), (1000, 2, "n+")])
-
-    def steps_for(self, step: int, counts: Tensor | list[int]) -> int:
-        """Number of recurrent steps T to unroll at optimiser step ``step`` for a batch with ``counts``."""
-        stage = self.stage(step)
-        _, k, mode = stage
-        if mode == "fixed":
-            return k
-        if mode == "n+":
-            n_max = int(max(int(c) for c in counts)) if len(counts) else 0
-            return n_max + k
-        raise ValueError(f"unknown curriculum mode {mode!r}; use 'fixed' or 'n+'")
-
-    def stage(self, step: int) -> tuple[int, int, str]:
-        cur = self.stages[0]
-        for st in self.stages:
-            if st[0] <= step:
-                cur = st
-        return tuple(cur)  # type: ignore[return-value]
+from rsis_lite.checkpoint import load_checkpoint, save_checkpoint, state_is_finite, validate_checkpoint
+from rsis_lite.errors import CheckpointError, RsisError, TrainingError
+from rsis_lite.systems.base import ConfigBase
 
 
 @dataclass
-class TrainConfig:
-    """Optimisation settings. Paper (leaves): Adam lr 1e-4, batch 1, gradients clamped to +-5."""
+class TrainConfig(ConfigBase):
+    """Optimisation settings every system shares; a system's ``TrainConfig`` adds its own."""
 
     steps: int = 3000
-    batch_size: int = 16                 # paper: 1; batches make CPU/GPU steps efficient
-    lr: float = 1e-3                     # paper: 1e-4 at batch 1
-    head_lr: float = 0.05                # the area bias b needs to move fast (see notes)
-    lr_final_factor: float = 0.05        # cosine decay of both rates over the last `decay_frac`
+    batch_size: int = 16                 # the global batch (split across ranks under torchrun)
+    lr: float = 1e-3
+    lr_final_factor: float = 0.05        # cosine decay of every rate over the last `decay_frac`
     decay_frac: float = 0.4
-    clip_value: float = 5.0              # paper: clamp each gradient to +-5
-    clip_norm: float | None = 10.0       # extra safety at curriculum switches
-    lam: float = 1.0                     # weight of the confidence BCE (paper: 1)
-    curriculum: list[tuple[int, int, str]] = field(default_factory=lambda: [(0, 2, "fixed"), (600, 2, "n+")])
-    bf16: bool = False                   # bf16 autocast (CPU with AMX / CUDA)
+    clip_value: float = 5.0              # clamp each gradient to +-clip_value
+    clip_norm: float | None = 10.0       # then clip the norm of the groups that ask for it
+    weight_decay: float = 0.0
+    precision: str = "fp32"              # fp32 | bf16 (autocast); "auto" is resolved before training
     seed: int = 0
-    checkpoint_every: int = 100
+    time_budget_min: float | None = None  # schedules follow time too (see the module docstring)
+    checkpoint_every: int = 100          # steps between checkpoints ...
+    checkpoint_minutes: float = 5.0      # ... and at least every this many minutes
     eval_every: int = 250
     log_every: int = 10
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["curriculum"] = [list(s) for s in self.curriculum]
-        return d
-
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]):
         d = dict(d)
-        if "curriculum" in d:
-            d["curriculum"] = [tuple(s) for s in d["curriculum"]]
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in known})
+        if "bf16" in d and "precision" not in d:         # checkpoints written before `precision`
+            d["precision"] = "bf16" if d["bf16"] else "fp32"
+        return super().from_dict(d)
+
+
+# Settings that change the computation: a resumed run must use the values it was started with.
+BOOKKEEPING = ("checkpoint_every", "checkpoint_minutes", "eval_every", "log_every")
+
+
+def config_differences(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``"name: stored -> new"`` for each computation-changing setting that differs."""
+    return [f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in new.items()
+            if k not in BOOKKEEPING and k in stored and stored[k] != v]
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -98,24 +85,33 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return cfg.lr_final_factor + (1 - cfg.lr_final_factor) * 0.5 * (1 + math.cos(math.pi * p))
 
 
+def schedule_step(step: int, elapsed_s: float, cfg: TrainConfig) -> int:
+    """The step that schedules (curriculum, learning rate) follow: the larger of the optimiser
+    step and ``steps * elapsed / budget`` when a time budget is set."""
+    if not cfg.time_budget_min:
+        return step
+    by_time = int(cfg.steps * elapsed_s / (60.0 * cfg.time_budget_min))
+    return min(cfg.steps, max(step, by_time))
+
+
 class BatchSource:
-    """Deterministic batches: batch ``k`` depends only on (seed, k).
+    """Deterministic batches: global batch ``k`` depends only on (seed, k).
 
     ``dataset[i] -> (image, labels)``. Finite datasets are visited in a fresh permutation per epoch
     (``default_rng([seed, epoch])``); an optional ``augment(image, labels)`` runs with torch's RNG
-    seeded from (seed, k, j). ``cache=True`` keeps decoded samples in memory (CVPPP,
-    folders); synthetic scenes are cheap to render and never repeat, so they are not cached.
+    seeded from (seed, k, j). ``cache=True`` keeps decoded samples in memory (CVPPP, folders);
+    synthetic scenes are cheap to render and never repeat, so they are not cached.
+    ``batch(k, rank, world)`` returns rank's contiguous slice of global batch k.
     """
 
     def __init__(self, dataset, batch_size: int, seed: int = 0, augment: Callable | None = None,
-                 cache: bool = False, max_instances: int | None = None) -> None:
+                 cache: bool = False) -> None:
         if len(dataset) == 0:
             raise RsisError("the training dataset is empty; check --root / --split")
         self.dataset = dataset
         self.batch_size = batch_size
         self.seed = seed
         self.augment = augment
-        self.max_instances = max_instances
         self._cache: dict[int, tuple[Tensor, Tensor]] | None = {} if cache else None
         self._perm: tuple[int, np.ndarray] | None = None
 
@@ -133,11 +129,15 @@ class BatchSource:
             self._cache[i] = self.dataset[i]
         return self._cache[i]
 
-    def batch(self, k: int) -> dict[str, Tensor]:
+    def batch(self, k: int, rank: int = 0, world: int = 1) -> dict[str, Tensor]:
         from rsis_lite.data import collate_instances
 
+        if self.batch_size % world:
+            raise RsisError(f"batch size {self.batch_size} does not split over {world} processes; "
+                            f"use a --batch-size divisible by {world}")
+        per = self.batch_size // world
         items = []
-        for j in range(self.batch_size):
+        for j in range(rank * per, (rank + 1) * per):
             image, labels = self._get(self._index(k * self.batch_size + j))
             if self.augment is not None:
                 # torchvision's random transforms draw from torch's global RNG: fork it and seed it
@@ -146,209 +146,326 @@ class BatchSource:
                     torch.manual_seed((self.seed * 1_000_003 + k) * 1_009 + j)
                     image, labels = self.augment(image, labels)
             items.append((image, labels))
-        out = collate_instances(items)
-        if self.max_instances is not None and out["masks"].shape[1] > self.max_instances:
-            raise RsisError(f"a training scene has {out['masks'].shape[1]} instances but the model unrolls at most "
-                            f"{self.max_instances} steps; raise max_steps (--profile full) or use fewer instances")
-        return out
+        return collate_instances(items)
 
 
-def build_optimizer(model: RIS, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam with two groups: the body at ``lr`` and the area bias b at ``head_lr``."""
-    return torch.optim.Adam([
-        {"params": model.body_parameters(), "lr": cfg.lr, "base_lr": cfg.lr},
-        {"params": model.head_parameters(), "lr": cfg.head_lr, "base_lr": cfg.head_lr},
-    ])
+class _Objective(nn.Module):
+    """``forward(batch, step, cfg) = system.loss(...)``: the module DDP wraps, so that its gradient
+    hooks see the system's parameters whichever of them the loss uses."""
+
+    def __init__(self, system: nn.Module) -> None:
+        super().__init__()
+        self.system = system
+
+    def forward(self, batch: dict[str, Tensor], step: int, cfg: TrainConfig):
+        return self.system.loss(batch, step, cfg)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that training saves on the way out as on Ctrl-C."""
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); (0, 1) outside ``torchrun``."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 class Trainer:
-    """Owns model, optimiser, data and checkpoint; ``fit()`` trains, resuming from ``ckpt_path``.
+    """Owns system, optimiser, data and checkpoint; ``fit()`` trains, resuming from ``ckpt_path``.
 
-    ``evaluate(model) -> dict`` (optional) is called every ``eval_every`` steps; ``callback(trainer)``
-    (optional) after every log, e.g. a live loss plot in a notebook.
+    ``evaluate(system) -> dict`` (optional) is called every ``eval_every`` steps; ``callback(trainer)``
+    (optional) after every log, e.g. a live loss plot in a notebook. ``clock`` is the time source
+    (tests pass a fake one).
     """
 
-    def __init__(self, model: RIS, source: BatchSource, cfg: TrainConfig, ckpt_path: str | Path | None = None,
-                 device: torch.device | str = "cpu", evaluate: Callable[[RIS], dict] | None = None,
-                 callback: Callable[["Trainer"], None] | None = None, extra: dict[str, Any] | None = None) -> None:
-        self.model = model.to(device)
+    def __init__(self, system: nn.Module, source: BatchSource, cfg: TrainConfig, ckpt_path: str | Path | None = None,
+                 device: torch.device | str = "cpu", evaluate: Callable[[nn.Module], dict] | None = None,
+                 callback: Callable[["Trainer"], None] | None = None, extra: dict[str, Any] | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        if cfg.precision not in ("fp32", "bf16"):
+            raise RsisError(f"precision {cfg.precision!r} is not resolved; use fp32 or bf16 "
+                            "(rsis_lite.config.resolve_precision turns 'auto' into one of them)")
+        self.device = torch.device(device)
+        self.system = system.to(self.device)
+        self.model = self.system                     # the name notebooks and older code use
         self.source = source
         self.cfg = cfg
-        self.curriculum = Curriculum(list(cfg.curriculum))
         self.ckpt_path = Path(ckpt_path) if ckpt_path else None
-        self.device = torch.device(device)
         self.evaluate = evaluate
         self.callback = callback
         self.extra = extra or {}
-        self.optimizer = build_optimizer(model, cfg)
+        self.clock = clock
+        self.rank, self.world = _distributed()
+        objective = _Objective(self.system)
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            objective = nn.parallel.DistributedDataParallel(objective, device_ids=ids)
+        self.objective = objective
+        groups = system.param_groups(cfg)
+        self.base_lrs = [g["lr"] for g in groups]
+        self.norm_params = [p for g in groups if g.get("clip_norm", True) for p in g["params"]]
+        self.optimizer = torch.optim.Adam([{"params": g["params"], "lr": g["lr"]} for g in groups],
+                                          weight_decay=cfg.weight_decay)
         self.step = 0
-        self.history: dict[str, list] = {"step": [], "loss": [], "mask": [], "conf": [], "iou": [], "T": [],
-                                         "eval_step": [], "eval": []}
-        self.train_seconds = 0.0
+        self.history: dict[str, list] = {"step": [], "eval_step": [], "eval": []}
+        self.train_seconds = 0.0                     # time inside optimiser steps
+        self.elapsed_seconds = 0.0                   # wall time of fit() loops: what a budget counts
         if self.ckpt_path is not None and self.ckpt_path.exists():
             self.resume(self.ckpt_path)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        name = getattr(self.system, "name", "")
         return {
-            "model": "ris",
-            "model_config": self.model.config.to_dict(),
-            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "system": name,
+            "model": name,
+            "model_config": self.system.config.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in self.system.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
             "train_config": self.cfg.to_dict(),
             "rng": {"torch": torch.get_rng_state()},
             "history": self.history,
             "train_seconds": self.train_seconds,
+            "elapsed_seconds": self.elapsed_seconds,
             **self.extra,
         }
 
-    def save(self, path: str | Path | None = None) -> None:
+    def save(self, path: str | Path | None = None) -> bool:
+        """Write the checkpoint (rank 0 only). Weights that are not finite are never written."""
         path = path or self.ckpt_path
-        if path is not None:
-            save_checkpoint(path, self.state())
+        if path is None or self.rank != 0:
+            return False
+        save_checkpoint(path, self.state())
+        return True
 
     def resume(self, path: Path) -> None:
         ckpt = load_checkpoint(path, map_location=self.device)
-        if ckpt.get("model") != "ris" or ckpt["model_config"] != self.model.config.to_dict():
-            raise CheckpointError(f"{path} holds a different model configuration than the one being trained; "
-                                  "use another --out or delete the file to start over")
-        self.model.load_state_dict(ckpt["state_dict"])
+        validate_checkpoint(ckpt, path, need_training_state=True)
+        name = getattr(self.system, "name", "")
+        if ckpt["system"] != name or ckpt["model_config"] != self.system.config.to_dict():
+            raise CheckpointError(f"{path} holds a different model ({ckpt['system']}) or configuration than "
+                                  "the one being trained; use another --out, or delete the file to start over")
+        diffs = config_differences(ckpt["train_config"], self.cfg.to_dict())
+        if diffs:
+            raise CheckpointError(f"{path} was trained with other settings ({'; '.join(diffs)}); resume with the "
+                                  "same ones, or start a new run with --init to change them")
+        self.system.load_state_dict(ckpt["state_dict"])
         if ckpt.get("optimizer") is not None:
             self.optimizer.load_state_dict(ckpt["optimizer"])
         self.step = int(ckpt["step"])
         self.history = ckpt.get("history", self.history)
         self.train_seconds = float(ckpt.get("train_seconds", 0.0))
+        self.elapsed_seconds = float(ckpt.get("elapsed_seconds", self.train_seconds))
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
 
     # -- one optimiser step --------------------------------------------------------------------
-    def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
+    def _agree(self, n_max: int, sstep: int, stop: bool) -> tuple[int, int, bool]:
+        """Every rank unrolls as far as the fullest scene of the *global* batch, follows rank 0's
+        schedule step and stops when any rank must stop."""
+        if self.world == 1:
+            return n_max, sstep, stop
+        t = torch.tensor([n_max, sstep if self.rank == 0 else -1, int(stop)], dtype=torch.long,
+                         device=self.device if self.device.type == "cuda" else "cpu")
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t[0]), int(t[1]), bool(t[2])
+
+    def train_step(self, batch: dict[str, Tensor], sstep: int | None = None) -> dict[str, float]:
+        """One optimiser step on ``batch`` at schedule step ``sstep`` (default: the step)."""
         cfg = self.cfg
-        image = batch["image"].to(self.device)
-        targets = batch["masks"].to(self.device)
-        counts = batch["counts"]
-        steps = self.curriculum.steps_for(self.step, counts)
-        f = lr_factor(self.step, cfg)
-        for g in self.optimizer.param_groups:
-            g["lr"] = g["base_lr"] * f
-        self.model.train()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            out = self.model(image, steps=steps)
-        loss = ris_loss(out.masks.float(), out.conf_logits.float(), targets, counts.to(self.device), lam=cfg.lam)
+        sstep = self.step if sstep is None else sstep
+        batch = {k: v.to(self.device) if k in ("image", "masks", "labels") else v for k, v in batch.items()}
+        f = lr_factor(sstep, cfg)
+        for g, base in zip(self.optimizer.param_groups, self.base_lrs):
+            g["lr"] = base * f
+        self.system.train()
+        total, logs = self.objective(batch, sstep, cfg)
+        if not torch.isfinite(total.detach()).all():
+            raise TrainingError(f"the loss became {total.item()} at step {self.step}; training stopped and the "
+                                "last good checkpoint was kept. Lower --lr or check the data")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.total.backward()
+        total.backward()
         if cfg.clip_value:
-            torch.nn.utils.clip_grad_value_(self.model.parameters(), cfg.clip_value)
+            torch.nn.utils.clip_grad_value_(self.system.parameters(), cfg.clip_value)
         if cfg.clip_norm:
-            torch.nn.utils.clip_grad_norm_(self.model.body_parameters(), cfg.clip_norm)
+            torch.nn.utils.clip_grad_norm_(self.norm_params, cfg.clip_norm)
         self.optimizer.step()
         self.step += 1
-        return {"loss": loss.total.item(), "mask": loss.mask.item(), "conf": loss.confidence.item(),
-                "iou": loss.matched_iou.item(), "T": steps}
+        return self._mean_over_ranks(logs)
 
-    def fit(self, steps: int | None = None, time_budget_min: float | None = None, progress: bool = True) -> "Trainer":
-        """Train until ``steps`` (default ``cfg.steps``) or the time budget; checkpoint on the way out."""
+    def _mean_over_ranks(self, logs: dict[str, float]) -> dict[str, float]:
+        if self.world == 1:
+            return logs
+        keys = sorted(logs)
+        t = torch.tensor([float(logs[k]) for k in keys], dtype=torch.float64)
+        dist.all_reduce(t)
+        return {k: float(v) / self.world for k, v in zip(keys, t.tolist())}
+
+    # -- the loop ------------------------------------------------------------------------------
+    def fit(self, steps: int | None = None, progress: bool = True) -> "Trainer":
+        """Train until ``steps`` (default ``cfg.steps``) or the time budget, checkpointing every
+        ``checkpoint_every`` steps, every ``checkpoint_minutes`` and on the way out (also on Ctrl-C
+        and SIGTERM). A non-finite loss stops training without touching the last checkpoint."""
         from tqdm.auto import tqdm
 
         total = steps if steps is not None else self.cfg.steps
-        t_start = time.perf_counter()
-        bar = tqdm(total=total, initial=self.step, disable=not progress, desc="train RIS", dynamic_ncols=True)
+        budget_s = 60.0 * self.cfg.time_budget_min if self.cfg.time_budget_min else math.inf
+        bar = tqdm(total=total, initial=self.step, disable=not progress or self.rank != 0,
+                   desc=f"train {getattr(self.system, 'name', '')}", dynamic_ncols=True)
         acc: dict[str, list[float]] = {}
+        restore = self._catch_sigterm()
+        last = self.clock()
+        last_save = last
+        failed = False
         try:
             while self.step < total:
-                if time_budget_min is not None and time.perf_counter() - t_start > 60 * time_budget_min:
+                now = self.clock()
+                self.elapsed_seconds += now - last
+                last = now
+                batch = self.source.batch(self.step, self.rank, self.world)
+                counts = batch["counts"]
+                n_max = int(counts.max()) if len(counts) else 0
+                sstep = schedule_step(self.step, self.elapsed_seconds, self.cfg)
+                n_max, sstep, stop = self._agree(n_max, sstep, self.elapsed_seconds >= budget_s)
+                if stop:
                     break
-                t0 = time.perf_counter()
-                stats = self.train_step(self.source.batch(self.step))
-                self.train_seconds += time.perf_counter() - t0
+                batch["n_max"] = n_max
+                t0 = self.clock()
+                stats = self.train_step(batch, sstep)
+                self.train_seconds += self.clock() - t0
                 for k, v in stats.items():
                     acc.setdefault(k, []).append(v)
                 bar.update(1)
                 if self.step % self.cfg.log_every == 0 or self.step == total:
-                    self.history["step"].append(self.step)
-                    for k in ("loss", "mask", "conf", "iou", "T"):
-                        self.history[k].append(float(np.mean(acc[k])))
+                    self._log(acc, bar)
                     acc = {}
-                    bar.set_postfix(loss=f"{self.history['loss'][-1]:.2f}", iou=f"{self.history['iou'][-1]:.2f}",
-                                    T=self.history["T"][-1])
-                    if self.callback is not None:
-                        self.callback(self)
-                if self.evaluate is not None and self.cfg.eval_every and self.step % self.cfg.eval_every == 0:
+                if self.evaluate is not None and self.cfg.eval_every and self.step % self.cfg.eval_every == 0 \
+                        and self.rank == 0:
                     self.history["eval_step"].append(self.step)
-                    self.history["eval"].append(self.evaluate(self.model))
-                    self.model.train()
-                if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
+                    self.history["eval"].append(self.evaluate(self.system))
+                    self.system.train()
+                if (self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0) or \
+                        self.clock() - last_save >= 60.0 * self.cfg.checkpoint_minutes:
                     self.save()
+                    last_save = self.clock()
+            self.elapsed_seconds += self.clock() - last
+        except TrainingError:
+            failed = True                    # keep the last good checkpoint as it is
+            raise
         finally:
             bar.close()
-            self.save()  # also on KeyboardInterrupt: nothing is lost
+            restore()
+            if not failed and state_is_finite(self.system.state_dict()):
+                self.save()                  # also on Ctrl-C / SIGTERM: nothing is lost
         return self
 
+    def _log(self, acc: dict[str, list[float]], bar) -> None:
+        self.history["step"].append(self.step)
+        for k, v in acc.items():
+            self.history.setdefault(k, []).append(float(np.mean(v)))
+        shown = {k: f"{self.history[k][-1]:.2f}" for k in ("loss", "iou") if k in self.history}
+        if "T" in self.history:
+            shown["T"] = f"{self.history['T'][-1]:.0f}"
+        bar.set_postfix(**shown)
+        if self.callback is not None:
+            self.callback(self)
 
-# -- presets ---------------------------------------------------------------------------------------
-def quick_model_config(image_size: int = 64) -> RISConfig:
-    """The CPU recipe for 64x64 synthetic leaves: the paper's network with three changes that buy
-    speed and receptive field (stride-2 features, dilations 1-2-4-8, coordinate channels) and a
-    pooled confidence head (so the same model runs at any input size)."""
-    return RISConfig(features="small", feature_channels=32, feature_layers=4, stride=2, dilations=(1, 2, 4, 8),
-                     coords=True, hidden_channels=32, lstm_layers=2, kernel_size=3, head="softmax",
-                     head_bias_init=None, conf_pool=4)
+    def _catch_sigterm(self) -> Callable[[], None]:
+        """Turn SIGTERM into :class:`_Terminated` while fitting (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def handler(signum, frame):
+            raise _Terminated(f"signal {signum}")
+
+        previous = signal.signal(signal.SIGTERM, handler)
+        return lambda: signal.signal(signal.SIGTERM, previous)
 
 
-def full_model_config() -> RISConfig:
-    """The GPU recipe (CVPPP at 106x100, as the authors): the paper's 30-channel network at full
-    resolution with the receptive-field aids the CPU trial showed to matter."""
-    return RISConfig(features="small", feature_channels=30, feature_layers=4, stride=1, dilations=(1, 2, 4, 8),
-                     coords=True, hidden_channels=30, lstm_layers=2, kernel_size=3, head="softmax",
-                     head_bias_init=None, conf_pool=4)
+# -- the command ---------------------------------------------------------------------------------
+def data_spec(kind: str, dataset, size: tuple[int, int] | None, split: str, profile_name: str) -> dict[str, Any]:
+    """What a checkpoint records of its training data (and what recipes and the inference cap read)."""
+    from rsis_lite.data.registry import max_instances
+
+    return {"kind": kind, "split": split, "size": list(size) if size else None, "profile": profile_name,
+            "max_instances": max_instances(dataset)}
 
 
 def cli_train(args) -> int:
-    """``python -m rsis_lite train``: build data, model and trainer from the arguments; resume if --out exists."""
-    from rsis_lite.config import get_device, get_profile, seed_everything
+    """``python -m rsis_lite train``: data, system (from the registry), recipe, trainer; resume if --out exists."""
+    from rsis_lite.config import get_device, get_profile, resolve_precision, seed_everything
     from rsis_lite.data import JointAugment
     from rsis_lite.data.registry import load_dataset
-    from rsis_lite.inference import make_evaluator
+    from rsis_lite.inference import inference_cap, load_system, make_evaluator
+    from rsis_lite.systems import build, get_system
 
-    prof = get_profile(args.profile)
-    device = get_device(args.device)
-    seed_everything(args.train_seed)
-    size = tuple(args.size) if args.size else None
-    if args.data == "leaves":
-        num = args.num or 10_000_000  # scenes are rendered on demand: effectively endless
-        train_ds = load_dataset("leaves", split=args.split, profile=prof, seed=args.seed, num=num, size=size)
-        augment = JointAugment(hflip=True, rot90=True)
-        cache = False
-    else:
-        if size is None and args.data == "cvppp":
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device = get_device(args.device, local_rank=int(os.environ.get("LOCAL_RANK", "0")) if distributed else None)
+    if distributed and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    rank = dist.get_rank() if distributed else 0
+    say = print if rank == 0 else (lambda *a, **k: None)
+    try:
+        prof = get_profile(args.profile)
+        seed_everything(args.train_seed)
+        size = tuple(args.size) if args.size else None
+        if args.data == "cvppp" and size is None:
             size = prof.cvppp_size
-        train_ds = load_dataset(args.data, root=args.root, split=args.split, profile=prof, size=size, family=args.family)
-        augment = JointAugment(hflip=True, vflip=True, rot90=True, rotation_degrees=180.0)
-        cache = True
-    val_ds = load_dataset(args.data, root=args.root, split="val", profile=prof, size=size, family=args.family,
-                          num=min(prof.n_val, 64)) if args.data == "leaves" or args.split == "train" else None
-    steps = args.steps or prof.train_steps
-    # Paper: T = 2 "until convergence", then T = n + 2. We spend the first 12% of the steps on the
-    # T = 2 stage (600 of the quick profile's 5000; the CPU trial saw it level off by then).
-    cfg = TrainConfig(steps=steps, batch_size=args.batch_size or prof.batch_size, bf16=args.bf16,
-                      seed=args.train_seed, curriculum=[(0, 2, "fixed"), (max(1, int(0.12 * steps)), 2, "n+")])
-    if args.lr:
-        cfg.lr = args.lr
-    if args.init:  # fine-tune: weights and architecture from another run, fresh optimiser and schedule
-        from rsis_lite.inference import load_model
+        leaves = dict(min_leaves=args.leaves[0], max_leaves=args.leaves[1]) if getattr(args, "leaves", None) else {}
+        if args.data == "leaves":
+            train_ds = load_dataset("leaves", split=args.split, profile=prof, seed=args.seed,
+                                    num=args.num or 10_000_000, size=size, **leaves)  # rendered on demand
+            augment, cache = JointAugment(hflip=True, rot90=True), False
+        else:
+            train_ds = load_dataset(args.data, root=args.root, split=args.split, profile=prof, size=size,
+                                    family=args.family)
+            augment = JointAugment(hflip=True, vflip=True, rot90=True, rotation_degrees=180.0)
+            cache = True
+        val_ds = None
+        if args.data == "leaves" or args.split == "train":
+            val_ds = load_dataset(args.data, root=args.root, split="val", profile=prof, size=size,
+                                  family=args.family, num=min(prof.n_val, 64), **leaves)
+        spec = data_spec(args.data, train_ds, size, args.split, prof.name)
+        cls = get_system(args.model)
+        model_cfg, cfg = cls.recipe(prof, spec, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                    time_budget_min=args.time_budget)
+        cfg.seed = args.train_seed
+        if args.init:  # fine-tune: weights and architecture from another run, fresh optimiser and schedule
+            system, _ = load_system(args.init, "cpu", expect=args.model)
+        else:
+            system = build(args.model, model_cfg)
+        out = Path(args.out)
+        stored = _stored_precision(out)
+        cfg.precision = resolve_precision(args.precision, device, stored=stored)
+        source = BatchSource(train_ds, cfg.batch_size, seed=cfg.seed, augment=augment, cache=cache)
+        cap = inference_cap(spec["max_instances"], spec["max_instances"])
+        evaluator = make_evaluator(val_ds, max_steps=cap, device=device) if val_ds is not None and rank == 0 else None
+        extra = {"data": spec, "init": str(args.init) if args.init else ""}
+        trainer = Trainer(system, source, cfg, ckpt_path=out, device=device, evaluate=evaluator, extra=extra)
+        if trainer.step:
+            say(f"resuming {out} at step {trainer.step}")
+        say(f"training {args.model}: {cfg.steps} steps of {cfg.batch_size} scenes, precision {cfg.precision}"
+            + (f", {trainer.world} processes" if trainer.world > 1 else "")
+            + (f", time budget {cfg.time_budget_min:g} min" if cfg.time_budget_min else ""))
+        try:
+            trainer.fit()
+        except _Terminated:
+            say(f"terminated: saved {out} at step {trainer.step}")
+            return 143
+        say(f"saved {out} at step {trainer.step} ({trainer.train_seconds / 60:.1f} min of training)")
+        if trainer.history["eval"]:
+            say("last validation:", trainer.history["eval"][-1])
+        return 0
+    finally:
+        if distributed and dist.is_initialized():
+            dist.destroy_process_group()
 
-        model, _ = load_model(args.init, "cpu")
-    else:
-        model = RIS(quick_model_config() if prof.name == "quick" else full_model_config())
-    source = BatchSource(train_ds, cfg.batch_size, seed=cfg.seed, augment=augment, cache=cache)
-    evaluator = make_evaluator(val_ds, max_steps=prof.max_steps, device=device) if val_ds is not None else None
-    extra = {"data": {"kind": args.data, "split": args.split, "size": list(size) if size else None,
-                      "profile": prof.name}, "init": str(args.init) if args.init else ""}
-    trainer = Trainer(model, source, cfg, ckpt_path=args.out, device=device, evaluate=evaluator, extra=extra)
-    if trainer.step:
-        print(f"resuming {args.out} at step {trainer.step}")
-    trainer.fit(time_budget_min=args.time_budget)
-    print(f"saved {args.out} at step {trainer.step} ({trainer.train_seconds / 60:.1f} min of training)")
-    if trainer.history["eval"]:
-        print("last validation:", trainer.history["eval"][-1])
-    return 0
+
+def _stored_precision(path: Path) -> str | None:
+    """The precision an existing checkpoint at ``path`` was trained with (for resuming with auto)."""
+    if not path.is_file():
+        return None
+    ckpt = load_checkpoint(path)
+    return (ckpt.get("train_config") or {}).get("precision")

@@ -83,7 +83,7 @@ def show_sequence(image, masks, conf=None, labels=None, max_cols: int = 10, size
     instance it became (``colors[t]`` = instance id, 0 = not kept), row 2 the running label map.
 
     masks: (T, H, W) in [0, 1]; conf: (T,) confidences; labels: final label map (H, W) whose ids are
-    in step order (as produced by :func:`rsis_lite.inference.predict_batch`).
+    in step order (as produced by :meth:`System.predict <rsis_lite.systems.base.System.predict>`).
     """
     m = _np(masks)
     t_n = min(len(m), max_cols)

@@ -1,75 +1,103 @@
-"""The command line end to end: export -> train (and resume) -> predict -> evaluate, plus bad input."""
+"""The command line end to end: export -> train (and resume) -> predict -> evaluate, plus bad input.
+
+Predictions are checked against outputs that are not empty: the shipped RIS checkpoint on fixed
+scenes, compared with label maps stored from the code before the system registry existed
+(``tests/fixtures/ris_quick_reference_*``, made by ``export --seed 4242 --num 12`` + ``predict``).
+"""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from rsis_lite.cli import main
-from rsis_lite.data import InstanceFolder
 from rsis_lite.data.io import read_label
-from rsis_lite.inference import load_model, predict_batch
 from rsis_lite.metrics import image_scores
+from rsis_lite.reproduce import shipped_checkpoint
 
+FIXTURES = Path(__file__).parent / "fixtures"
+SHIPPED = shipped_checkpoint("ris", "quick")
 TRAIN = ["train", "--model", "ris", "--data", "leaves", "--profile", "quick", "--size", "32", "32",
          "--batch-size", "2"]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A RIS checkpoint trained for 3 steps through the CLI, then resumed to 4."""
+    """A RIS checkpoint trained for 4 steps through the CLI (with a time budget, so schedules follow time too)."""
     d = tmp_path_factory.mktemp("cli")
     ckpt = d / "ris.pt"
-    assert main(TRAIN + ["--steps", "3", "--out", str(ckpt)]) == 0
-    assert torch.load(ckpt, weights_only=True)["step"] == 3
-    assert main(TRAIN + ["--steps", "4", "--out", str(ckpt)]) == 0      # resumes, does not restart
-    assert torch.load(ckpt, weights_only=True)["step"] == 4
+    assert main(TRAIN + ["--steps", "4", "--time-budget", "100", "--out", str(ckpt)]) == 0
+    ck = torch.load(ckpt, weights_only=True)
+    assert ck["step"] == 4 and ck["system"] == "ris"
     return d, ckpt
 
 
-def test_export_predict_evaluate_round_trip(trained, capsys):
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("scenes") / "s"
+    assert main(["export", "--data", "leaves", "--seed", "4242", "--num", "12", "--out", str(folder)]) == 0
+    return folder
+
+
+def test_train_resumes_and_refuses_changed_settings(trained, capsys):
     d, ckpt = trained
-    folder = d / "scenes"
-    assert main(["export", "--data", "leaves", "--seed", "1000", "--num", "5", "--size", "32", "32",
-                 "--out", str(folder)]) == 0
-    assert sorted(p.name for p in (folder / "labels").iterdir()) == [f"scene{i:05d}.png" for i in range(5)]
-    pred = d / "pred"
-    assert main(["predict", "--checkpoint", str(ckpt), "--data", "folder", "--root", str(folder),
-                 "--size", "32", "32", "--out", str(pred)]) == 0   # a folder defaults to --split all
-    names = sorted(p.name for p in pred.glob("*.png"))
-    assert names == [f"scene{i:05d}.png" for i in range(5)]           # named like the input labels
-    scores = json.loads((pred / "scores.json").read_text())
-    # The written PNGs are exactly what the package predicts for the same images.
-    model, _ = load_model(ckpt)
-    ds = InstanceFolder(folder)
-    images = torch.stack([ds[i][0] for i in range(len(ds))])
-    for name, p in zip(names, predict_batch(model, images, max_steps=12)):
-        got = read_label(pred / name).numpy()
-        assert np.array_equal(got, p.labels.numpy())
-        assert len(scores[name]) == int(got.max())
-    out_json = d / "scores_eval.json"
-    assert main(["evaluate", "--pred", str(pred), "--gt", str(folder / "labels"), "--json", str(out_json)]) == 0
+    assert main(TRAIN + ["--steps", "4", "--time-budget", "100", "--out", str(ckpt)]) == 0   # resumes: done
+    assert torch.load(ckpt, weights_only=True)["step"] == 4
+    capsys.readouterr()
+    assert main(TRAIN + ["--steps", "4", "--time-budget", "100", "--lr", "0.5", "--out", str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert "lr" in err and "--init" in err and "Traceback" not in err
+
+
+def test_shipped_checkpoint_predicts_what_it_did_before(scenes, tmp_path):
+    pred = tmp_path / "pred"
+    assert main(["predict", "--checkpoint", str(SHIPPED), "--data", "folder", "--root", str(scenes),
+                 "--out", str(pred)]) == 0
+    ref = np.load(FIXTURES / "ris_quick_reference_labels.npz")
+    ref_scores = json.loads((FIXTURES / "ris_quick_reference_scores.json").read_text())
+    assert sorted(p.stem for p in pred.glob("*.png")) == sorted(ref.files)
+    counts = []
+    for name in ref.files:
+        got = read_label(pred / f"{name}.png").numpy()
+        assert np.array_equal(got, ref[name]), name
+        counts.append(int(got.max()))
+    assert min(counts) >= 2 and sum(counts) > 40          # the reference is far from empty
+    assert json.loads((pred / "scores.json").read_text()) == ref_scores
+
+
+def test_predict_evaluate_round_trip(scenes, tmp_path, capsys):
+    pred = tmp_path / "pred"
+    assert main(["predict", "--checkpoint", str(SHIPPED), "--data", "folder", "--root", str(scenes),
+                 "--out", str(pred)]) == 0
+    out_json = tmp_path / "eval.json"
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(scenes / "labels"), "--json", str(out_json)]) == 0
     res = json.loads(out_json.read_text())
-    direct = image_scores(read_label(pred / names[0]).numpy(), read_label(folder / "labels" / names[0]).numpy())
-    assert res["per_image"][names[0]]["SBD"] == pytest.approx(direct["SBD"])
+    sbd = []
+    for p in sorted((scenes / "labels").glob("*.png")):
+        direct = image_scores(read_label(pred / p.name).numpy(), read_label(p).numpy())
+        assert res["per_image"][p.name]["SBD"] == pytest.approx(direct["SBD"])
+        sbd.append(direct["SBD"])
+    assert res["mean"]["SBD"] == pytest.approx(np.mean(sbd)) and res["mean"]["SBD"] > 0.6
     assert "SBD" in capsys.readouterr().out
+    # evaluate --checkpoint predicts the same maps with the same cap, so the figures agree.
+    ck_json = tmp_path / "eval_ck.json"
+    assert main(["evaluate", "--checkpoint", str(SHIPPED), "--data", "folder", "--root", str(scenes),
+                 "--json", str(ck_json)]) == 0
+    ck = json.loads(ck_json.read_text())
+    assert ck["mean"]["SBD"] == pytest.approx(res["mean"]["SBD"]) and ck["max_steps"] == 12
+    assert ck["system"] == "ris" and 0 < ck["AP"]["AP50"] <= 1
 
 
-def test_predict_writes_original_size(trained, tmp_path):
-    """A folder of 40x48 images predicted at 32x32 comes back at 40x48."""
-    from PIL import Image
-
-    (tmp_path / "images").mkdir()
-    (tmp_path / "labels").mkdir()
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_path / "images" / "a.png")
-    lab = np.zeros((40, 48), np.uint8)
-    lab[5:20, 5:20] = 1
-    Image.fromarray(lab).save(tmp_path / "labels" / "a.png")
-    _, ckpt = trained
-    assert main(["predict", "--checkpoint", str(ckpt), "--data", "folder", "--root", str(tmp_path),
-                 "--split", "all", "--size", "32", "32", "--out", str(tmp_path / "pred")]) == 0
-    assert read_label(tmp_path / "pred" / "a.png").shape == (40, 48)
+def test_predict_writes_original_size(tmp_path):
+    """Scenes exported at 80x96 are predicted at the checkpoint's 64x64 and come back at 80x96."""
+    src = tmp_path / "big"
+    assert main(["export", "--data", "leaves", "--seed", "7", "--num", "2", "--size", "80", "96",
+                 "--out", str(src)]) == 0
+    assert main(["predict", "--checkpoint", str(SHIPPED), "--data", "folder", "--root", str(src),
+                 "--size", "64", "64", "--out", str(tmp_path / "pred")]) == 0
+    lab = read_label(tmp_path / "pred" / "scene00000.png")
+    assert lab.shape == (80, 96) and int(lab.max()) >= 2
 
 
 def test_bad_input_is_one_clear_line(tmp_path, capsys):
@@ -94,7 +122,30 @@ def test_fine_tune_from_init(trained, tmp_path):
     moved = [k for k in a["state_dict"] if not torch.equal(a["state_dict"][k], b["state_dict"][k])]
     assert moved, "one step of fine-tuning changes some weights"
     # Trained weights, not a fresh init: far closer to the source than an untrained model is.
-    from rsis_lite.ris import RIS, RISConfig
+    from rsis_lite.systems.ris import RIS, RISConfig
     fresh = RIS(RISConfig.from_dict(a["model_config"])).state_dict()
     w = "lstm.cells.0.conv_h.weight"
     assert (b["state_dict"][w] - a["state_dict"][w]).abs().max() < (fresh[w] - a["state_dict"][w]).abs().max()
+
+
+def test_train_stores_the_recipe(trained):
+    """The CLI's training settings are the recipe's (one source), with the CLI's overrides."""
+    from rsis_lite.config import get_profile
+    from rsis_lite.systems.ris import RIS
+
+    _, ckpt = trained
+    ck = torch.load(ckpt, weights_only=True)
+    model_cfg, cfg = RIS.recipe(get_profile("quick"), ck["data"], steps=4, batch_size=2, time_budget_min=100.0)
+    assert ck["model_config"] == model_cfg.to_dict()
+    stored = dict(ck["train_config"])
+    assert stored.pop("precision") in ("fp32", "bf16")
+    expected = cfg.to_dict()
+    expected.pop("precision")
+    assert stored == expected
+    assert ck["data"]["max_instances"] == 8 and ck["data"]["kind"] == "leaves"
+
+
+def test_train_help_lists_the_registry(capsys):
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--model {ris}" in out and "--precision" in out

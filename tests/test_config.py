@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+from rsis_lite.errors import ConfigError
+
 from rsis_lite import config
 from rsis_lite.config import PROFILE_ENV, PROFILES, env_report, get_device, get_profile, seed_everything
 
@@ -58,12 +60,12 @@ def test_unknown_profile_names_the_choices(monkeypatch):
 
 
 def test_overrides_replace_single_fields():
-    p = get_profile("quick", train_steps=10, batch_size=2)
-    assert (p.train_steps, p.batch_size) == (10, 2)
+    p = get_profile("quick", n_val=10, max_leaves=5)
+    assert (p.n_val, p.max_leaves) == (10, 5)
     assert p.image_size == PROFILES["quick"].image_size
-    assert PROFILES["quick"].train_steps != 10, "overrides must not mutate the shared profile"
+    assert PROFILES["quick"].n_val != 10, "overrides must not mutate the shared profile"
     assert get_profile(p) is p
-    assert get_profile(p, max_steps=3).max_steps == 3
+    assert get_profile(p, min_leaves=3).min_leaves == 3
 
 
 def test_overriding_an_unknown_field_fails():
@@ -74,8 +76,7 @@ def test_overriding_an_unknown_field_fails():
 def test_quick_is_smaller_than_full():
     q, f = PROFILES["quick"], PROFILES["full"]
     assert q.image_size <= f.image_size
-    assert q.train_steps < f.train_steps
-    assert q.max_steps <= f.max_steps
+    assert q.max_leaves <= f.max_leaves and q.n_val <= f.n_val
     assert set(q.as_dict()) == set(f.as_dict())
 
 
@@ -92,7 +93,13 @@ def test_device_is_cuda_when_present(with_cuda):
 
 @pytest.mark.parametrize("name", ["cuda", "cuda:1"])
 def test_asking_for_missing_cuda_fails_clearly(no_cuda, name):
-    with pytest.raises(RuntimeError, match="cpu"):
+    with pytest.raises(ConfigError, match="cpu"):
+        get_device(name)
+
+
+@pytest.mark.parametrize("name", ["gpu0", "cuda:x", "tpu"])
+def test_malformed_device_names_are_config_errors(name):
+    with pytest.raises(ConfigError, match="--device"):
         get_device(name)
 
 
@@ -112,7 +119,7 @@ def test_asking_for_missing_mps_fails_clearly(no_cuda, monkeypatch):
         pytest.skip("this torch build has no torch.backends.mps")
     monkeypatch.setattr(mps, "is_available", lambda: False)
     assert get_device(allow_mps=True) == torch.device("cpu")
-    with pytest.raises(RuntimeError, match="cpu"):
+    with pytest.raises(ConfigError, match="cpu"):
         get_device("mps")
 
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from rsis_lite.nn import SmallCNN, SmallFCN, build_features, coord_channels
-from rsis_lite.ris import RIS, RISConfig
+from rsis_lite.systems.ris import RIS, RISConfig
 
 
 def test_coord_channels_span_minus_one_to_one():

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from rsis_lite.matching import (confidence_targets, hungarian_match, pairwise_soft_iou, ris_loss, soft_iou)
+from rsis_lite.matching import confidence_targets, hungarian_match, pairwise_soft_iou, soft_iou
+from rsis_lite.systems.ris import ris_loss
 
 
 def brute_force_best(iou: np.ndarray, n: int) -> float:

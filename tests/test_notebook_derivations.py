@@ -14,7 +14,7 @@ import torch
 
 from rsis_lite.matching import hungarian_match, soft_iou
 from rsis_lite.nn import ConvLSTM, ConvLSTMCell
-from rsis_lite.ris import RIS, RISConfig
+from rsis_lite.systems.ris import RIS, RISConfig
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 

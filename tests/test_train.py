@@ -1,36 +1,39 @@
-"""Training: curriculum, exact resume after an interrupt, atomic checkpoints, safe loading."""
-import os
-
+"""The shared trainer: curriculum, schedules (steps and time), exact resume, atomic checkpoints, safe loading."""
 import pytest
 import torch
 
 from rsis_lite.checkpoint import load_checkpoint, save_checkpoint
 from rsis_lite.data import SyntheticLeaves
 from rsis_lite.errors import CheckpointError
-from rsis_lite.ris import RIS, RISConfig
-from rsis_lite.train import BatchSource, Curriculum, Trainer, TrainConfig, lr_factor
+from rsis_lite.systems.ris import RIS, Curriculum, RISConfig, RISTrainConfig
+from rsis_lite.train import BatchSource, Trainer, TrainConfig, lr_factor, schedule_step
 
-TINY = RISConfig(feature_channels=4, feature_layers=2, dilations=(1, 2), stride=2, coords=True,
-                 hidden_channels=4, lstm_layers=1, head_bias_init=None, conf_pool=2)
+TINY = RIS.tiny()
 
 
-def tiny_trainer(path, steps=6, **kw):
+def tiny_trainer(path, steps=6, clock=None, **kw):
     torch.manual_seed(0)
     ds = SyntheticLeaves(1000, size=24, seed=3, min_leaves=2, max_leaves=4)
-    cfg = TrainConfig(steps=steps, batch_size=2, checkpoint_every=2, eval_every=0, log_every=1,
-                      curriculum=[(0, 2, "fixed"), (3, 1, "n+")], **kw)
-    return Trainer(RIS(TINY), BatchSource(ds, 2, seed=0), cfg, ckpt_path=path)
+    kw.setdefault("curriculum", [(0, 2, "fixed"), (3, 1, "n+")])
+    cfg = RISTrainConfig(steps=steps, batch_size=2, checkpoint_every=2, eval_every=0, log_every=1, **kw)
+    extra = {"clock": clock} if clock else {}
+    return Trainer(RIS(TINY), BatchSource(ds, 2, seed=0), cfg, ckpt_path=path, **extra)
 
 
 def test_curriculum_stages():
     cur = Curriculum([(0, 2, "fixed"), (100, 2, "n+")])
-    assert cur.steps_for(0, [5, 3]) == 2
-    assert cur.steps_for(99, [5, 3]) == 2
-    assert cur.steps_for(100, [5, 3]) == 7          # n_max + 2
-    assert cur.steps_for(500, [1]) == 3
-    assert cur.steps_for(500, [0, 0]) == 2          # empty scenes still unroll k steps to learn "stop"
+    assert cur.steps_for(0, 5) == 2
+    assert cur.steps_for(99, 5) == 2
+    assert cur.steps_for(100, 5) == 7          # n_max + 2
+    assert cur.steps_for(500, 1) == 3
+    assert cur.steps_for(500, 0) == 2          # empty scenes still unroll k steps to learn "stop"
     with pytest.raises(ValueError):
-        Curriculum([(0, 2, "bogus")]).steps_for(0, [1])
+        Curriculum([(0, 2, "bogus")]).steps_for(0, 1)
+
+
+def test_curriculum_defaults_agree():
+    """The dataclass defaults of the curriculum and of RIS's training config are one schedule."""
+    assert Curriculum().stages == RISTrainConfig().curriculum
 
 
 def test_lr_decays_only_at_the_end():
@@ -38,6 +41,41 @@ def test_lr_decays_only_at_the_end():
     assert lr_factor(0, cfg) == 1.0 and lr_factor(59, cfg) == 1.0
     assert lr_factor(100, cfg) == pytest.approx(0.1)
     assert 0.1 < lr_factor(80, cfg) < 1.0
+
+
+def test_schedule_step_follows_time_with_a_budget():
+    cfg = TrainConfig(steps=1000, time_budget_min=10.0)
+    assert schedule_step(5, 0.0, cfg) == 5
+    assert schedule_step(5, 300.0, cfg) == 500        # half the budget used: half the schedule
+    assert schedule_step(700, 300.0, cfg) == 700      # steps ahead of time: steps win
+    assert schedule_step(5, 900.0, cfg) == 1000       # never past the end
+    assert schedule_step(5, 300.0, TrainConfig(steps=1000)) == 5   # no budget: steps only
+
+
+class FakeClock:
+    """Each call advances time by ``tick`` seconds."""
+
+    def __init__(self, tick: float) -> None:
+        self.t, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.t += self.tick
+        return self.t
+
+
+def test_a_budgeted_run_finishes_its_schedule(tmp_path):
+    """With a 1-minute budget and a clock that makes every step cost a lot, the run stops early
+    but has switched curriculum stage and decayed the learning rate by then."""
+    clock = FakeClock(tick=2.0)                      # several clock reads per step
+    t = tiny_trainer(tmp_path / "b.pt", steps=1000, clock=clock, time_budget_min=1.0,
+                     curriculum=[(0, 2, "fixed"), (500, 1, "n+")])
+    lrs = []
+    t.callback = lambda tr: lrs.append(tr.optimizer.param_groups[0]["lr"])
+    t.fit(progress=False)
+    assert 3 < t.step < 1000, t.step                 # the budget, not the step count, ended it
+    assert t.history["T"][0] == 2 and t.history["T"][-1] >= 3     # the "n+" stage was reached
+    assert lrs[-1] < 0.2 * t.cfg.lr                  # the decay ran (final factor 0.05)
+    assert load_checkpoint(tmp_path / "b.pt")["step"] == t.step    # and a checkpoint was written
 
 
 def test_resume_after_interrupt_gives_the_same_weights(tmp_path):
@@ -58,6 +96,14 @@ def test_curriculum_is_applied_in_training(tmp_path):
     t = tiny_trainer(tmp_path / "x.pt").fit(progress=False)
     assert t.history["T"][:3] == [2, 2, 2]
     assert all(T >= 3 for T in t.history["T"][3:])  # n_max + 1 with n >= 2
+
+
+def test_area_bias_has_its_own_learning_rate(tmp_path):
+    t = tiny_trainer(tmp_path / "g.pt")
+    groups = t.optimizer.param_groups
+    assert [g["lr"] for g in groups] == [t.cfg.lr, t.cfg.head_lr]
+    assert groups[1]["params"] == [t.system.head_bias]
+    assert not any(p is t.system.head_bias for p in t.norm_params)
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
@@ -88,12 +134,13 @@ def test_resume_refuses_a_different_model(tmp_path):
     ds = SyntheticLeaves(10, size=24, seed=3)
     other = RIS(RISConfig(**{**TINY.__dict__, "hidden_channels": 5}))
     with pytest.raises(CheckpointError, match="different model"):
-        Trainer(other, BatchSource(ds, 2), TrainConfig(steps=2), ckpt_path=tmp_path / "m.pt")
+        Trainer(other, BatchSource(ds, 2), RISTrainConfig(steps=2), ckpt_path=tmp_path / "m.pt")
 
 
-@pytest.mark.skipif(not os.environ.get("RSIS_SLOW"), reason="set RSIS_SLOW=1: a few hundred steps on CPU")
-def test_loss_decreases_on_synthetic_leaves(tmp_path):
-    t = tiny_trainer(tmp_path / "l.pt", steps=200)
-    t.cfg.curriculum = [(0, 2, "fixed")]
-    t.fit(progress=False)
-    assert sum(t.history["iou"][-20:]) / 20 > sum(t.history["iou"][:20]) / 20 + 0.1
+def test_checkpoint_records_system_and_configs(tmp_path):
+    t = tiny_trainer(tmp_path / "r.pt", steps=2).fit(progress=False)
+    ck = load_checkpoint(tmp_path / "r.pt")
+    assert ck["system"] == "ris"
+    assert RISConfig.from_dict(ck["model_config"]) == TINY
+    assert RISTrainConfig.from_dict(ck["train_config"]) == t.cfg
+    assert ck["train_config"]["precision"] == "fp32"

@@ -7,7 +7,7 @@ pytest.importorskip("ipywidgets")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from rsis_lite.data import SyntheticLeaves  # noqa: E402
-from rsis_lite.ris import RIS, RISConfig  # noqa: E402
+from rsis_lite.systems.ris import RIS  # noqa: E402
 from rsis_lite.widgets.sequence import running_labels, sequence_explorer  # noqa: E402
 
 MAX_STEPS = 5
@@ -16,8 +16,7 @@ MAX_STEPS = 5
 @pytest.fixture(scope="module")
 def explorer():
     torch.manual_seed(0)
-    model = RIS(RISConfig(feature_channels=4, feature_layers=2, dilations=(1, 2), stride=2, coords=True,
-                          hidden_channels=4, lstm_layers=1, head_bias_init=None, conf_pool=2))
+    model = RIS(RIS.tiny())
     ds = SyntheticLeaves(3, 24, seed=1000, min_leaves=2, max_leaves=3)
     return sequence_explorer(model, ds, max_steps=MAX_STEPS), ds
 

@@ -6,8 +6,6 @@ gives them display colours, so we must read the indices and never convert to RGB
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ from PIL import Image
 from torch import Tensor
 
 from rsis_lite.errors import DataError
+from rsis_lite.fileio import atomic_write
 
 
 def _open(path: str | Path) -> Image.Image:
@@ -97,14 +96,5 @@ def write_label(path: str | Path, labels: Tensor | np.ndarray) -> Path:
         img = Image.fromarray(arr.astype(np.uint8))  # mode "L"
     else:
         img = Image.fromarray(arr.astype(np.uint16))  # Pillow stores uint16 as 'I;16'
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            img.save(fh, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda fh: img.save(fh, format="PNG"))
     return path

@@ -51,11 +51,14 @@ def load_dataset(
     num: int | None = None,
     family: str = "A1",
     transform: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
+    min_leaves: int | None = None,
+    max_leaves: int | None = None,
 ):
     """Build a dataset by name.
 
     * ``leaves``: :class:`SyntheticLeaves` with ``num`` (default: the profile's ``n_val``) scenes at
-      ``size`` (default: the profile's ``image_size``); seed default 1000 for ``val``, 0 otherwise.
+      ``size`` (default: the profile's ``image_size``); seed default 1000 for ``val``, 0 otherwise;
+      ``min_leaves``/``max_leaves`` default to the profile's.
     * ``cvppp``: :class:`CVPPPLeaves` over ``root`` (your licensed copy), ``family``, ``split``.
     * ``folder``: :class:`InstanceFolder` over ``root``; ``split`` = deterministic last 20% as val.
     * ``nuclei``: the shipped DSB2018 subset (``data/nuclei``), resized to the profile's
@@ -73,7 +76,8 @@ def load_dataset(
         if seed is None:
             seed = VAL_SEED if split == "val" else TRAIN_SEED
         return SyntheticLeaves(num if num is not None else prof.n_val, size=side if side[0] != side[1] else side[0],
-                               seed=seed, min_leaves=prof.min_leaves, max_leaves=prof.max_leaves, transform=transform)
+                               seed=seed, min_leaves=min_leaves or prof.min_leaves,
+                               max_leaves=max_leaves or prof.max_leaves, transform=transform)
     if kind == "cvppp":
         from rsis_lite.data.cvppp import CVPPPLeaves
 
@@ -93,3 +97,28 @@ def load_dataset(
                             f"repository or pass root=<path to data/nuclei>")
         ds = InstanceFolder(nroot, size=_size2(size) or (prof.nuclei_size, prof.nuclei_size), transform=transform)
     return ds.select(split_indices(len(ds), split)) if split != "all" else ds
+
+
+# Most leaves a plant of each CVPPP family has (A1: 11-20 leaves; see notebooks/references.md).
+CVPPP_MAX_LEAVES = {"A1": 20}
+
+
+def max_instances(dataset) -> int:
+    """The largest instance count ``dataset`` can hold: a synthetic scene's ``max_leaves``, the
+    CVPPP family's known maximum or its CSV counts, else the largest id over its label files."""
+    kw = getattr(dataset, "kwargs", None)
+    if isinstance(kw, dict) and "max_leaves" in kw:
+        return int(kw["max_leaves"])
+    known = []
+    if getattr(dataset, "family", None) in CVPPP_MAX_LEAVES:
+        known.append(CVPPP_MAX_LEAVES[dataset.family])
+    counts = getattr(dataset, "counts", None)
+    if counts:
+        known.append(max(counts.values()))
+    if known:
+        return max(known)
+    if hasattr(dataset, "label_path"):
+        from rsis_lite.data.io import read_label
+
+        return max((int(read_label(dataset.label_path(i)).max()) for i in range(len(dataset))), default=0)
+    return max((int(dataset[i][1].max()) for i in range(len(dataset))), default=0)

@@ -11,7 +11,7 @@
 
 The model is unrolled ``max_steps`` steps *past* the stop (so one can see what it does after it
 said "stop"); which steps became instances is decided by
-:func:`rsis_lite.inference.predict_batch`, exactly as at inference. Each scene is predicted once
+:meth:`rsis_lite.systems.ris.RIS.predict`, exactly as at inference. Each scene is predicted once
 and cached. The callback returns a dict describing step t (also in ``widget.result``), so tests
 and a notebook cell can drive it headless.
 """
@@ -30,15 +30,13 @@ GREY = np.array([0.6, 0.6, 0.6], np.float32)
 
 def _unroll(model, image: torch.Tensor, max_steps: int, threshold: float) -> dict[str, Any]:
     """Everything the widget shows for one scene: soft masks and confidences of ``max_steps`` steps,
-    and the instance each step became (0 = none) according to ``predict_batch``."""
-    from rsis_lite.inference import predict_batch
-
+    and the instance each step became (0 = none) according to the system's ``predict``."""
     device = next(model.parameters()).device
     x = image[None].to(device)                                    # (1, 3, H, W)
     model.eval()
     with torch.no_grad():
         out = model(x, steps=max_steps)
-    pred = predict_batch(model, x, max_steps=max_steps, threshold=threshold)[0]
+    pred = model.predict(x, max_steps=max_steps, threshold=threshold)[0]
     instance_of_step = np.zeros(max_steps, np.int64)              # step t -> instance id (0 = not kept)
     for k, t in enumerate(pred.steps, start=1):
         instance_of_step[int(t)] = k

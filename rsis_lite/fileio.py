@@ -1,0 +1,52 @@
+"""Atomic file writes shared by checkpoints and label maps.
+
+A file is written to a temporary sibling and renamed over the target, so an interrupted run never
+leaves a half-written file that a later run would read. The temporary file gets the permissions a
+plain ``open()`` would (``0666`` less the umask; ``mkstemp`` alone gives ``0600``), and temporary
+files left behind by a killed process (SIGKILL runs no cleanup) are removed by the next write.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+TMP_SUFFIX = ".tmp"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], fsync: bool = False) -> Path:
+    """Call ``write(fh)`` on a temporary file next to ``path``, then rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{path.name}."
+    remove_stale(path.parent, prefix)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=TMP_SUFFIX, dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def remove_stale(folder: Path, prefix: str) -> None:
+    """Delete ``prefix*.tmp`` files in ``folder`` (left over by a killed writer of the same target)."""
+    for p in folder.glob(f"{prefix}*{TMP_SUFFIX}"):
+        try:
+            p.unlink()
+        except OSError:
+            pass
