@@ -10,25 +10,26 @@ from rsis_lite.data.cvppp import CVPPPLeaves
 from rsis_lite.data.registry import load_dataset
 from rsis_lite.errors import DataError
 
-H, W = 50, 53  # small stand-in for A1's 500 x 530; the loader must not assume a size
+H, W = 53, 50  # small stand-in for A1's plants, 530 x 500 (H x W); the loader must not assume a size
 
 
-def write_family(root, family, n, start=1, seed=0, csv_offset=None):
+def write_family(root, family, n, start=1, seed=0, csv_offset=None, shape=(H, W)):
+    h, w = shape
     folder = root / family
     folder.mkdir(parents=True)
     rng = np.random.default_rng(seed)
     lines = []
     for j in range(start, start + n):
-        lab = np.zeros((H, W), dtype=np.int64)
+        lab = np.zeros((h, w), dtype=np.int64)
         k = int(rng.integers(2, 6))
         for leaf in range(1, k + 1):
-            y, x = rng.integers(0, H - 10), rng.integers(0, W - 10)
+            y, x = rng.integers(0, h - 10), rng.integers(0, w - 10)
             lab[y:y + 10, x:x + 10] = leaf
         k = len(np.unique(lab)) - 1
         p = Image.fromarray(lab.astype(np.uint8), mode="P")
         p.putpalette(rng.integers(0, 256, size=768).astype(np.uint8).tolist())
         p.save(folder / f"plant{j:03d}_label.png")
-        rgba = rng.integers(0, 256, size=(H, W, 4), dtype=np.uint8)
+        rgba = rng.integers(0, 256, size=(h, w, 4), dtype=np.uint8)
         rgba[..., 3] = 255
         Image.fromarray(rgba, mode="RGBA").save(folder / f"plant{j:03d}_rgb.png")
         Image.fromarray(((lab > 0) * 255).astype(np.uint8)).save(folder / f"plant{j:03d}_fg.png")
@@ -109,3 +110,25 @@ def test_csv_mismatch_warns(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         CVPPPLeaves(tmp_path / "ok", "A4")[0]
+
+
+def test_cvppp_keeps_its_true_shape(tmp_path, capsys):
+    """A1 plants are 530 x 500 (H x W); the paper downsamples them x5 to (106, 100). A transposed
+    size squashes every plant: this fails if the profile, the loader or predict swap H and W."""
+    from rsis_lite.cli import main
+    from rsis_lite.config import PROFILES
+    from rsis_lite.data.io import read_label
+    from rsis_lite.reproduce import shipped_checkpoint
+
+    write_family(tmp_path, "A1", 2, shape=(530, 500))
+    for prof in PROFILES.values():
+        assert prof.cvppp_size == (106, 100)
+    ds = load_dataset("cvppp", root=tmp_path, split="all", size=PROFILES["quick"].cvppp_size, profile="quick")
+    image, labels = ds[0]
+    assert tuple(image.shape) == (3, 106, 100) and tuple(labels.shape) == (106, 100)
+    assert ds.original_size(0) == (530, 500)
+    out = tmp_path / "pred"
+    assert main(["predict", "--checkpoint", str(shipped_checkpoint("ris", "quick")), "--data", "cvppp",
+                 "--root", str(tmp_path), "--split", "all", "--out", str(out)]) == 0
+    assert tuple(read_label(out / "plant001_label.png").shape) == (530, 500)
+    assert "at most 24 steps" in capsys.readouterr().out       # A1 has up to 20 leaves: cap 20 + 4
