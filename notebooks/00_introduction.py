@@ -235,7 +235,7 @@ for t in knob_titles:
 # ### 3.2 CVPPP leaves (licensed, never shipped)
 #
 # The benchmark of all three papers is the CVPPP Leaf Segmentation Challenge, family **A1**:
-# 128 top-view images of Arabidopsis rosettes (500 high × 530 wide, 11 to 20 leaves). The data are
+# 128 top-view images of Arabidopsis rosettes (530 high × 500 wide, 11 to 20 leaves). The data are
 # licensed: request them from the CVPPP organisers (https://www.plant-phenotyping.org/datasets).
 # This project never ships them and never downloads them. The loader expects the layout of the
 # training archive:

@@ -217,7 +217,7 @@ print("1x1 ConvLSTM == nn.LSTMCell:", max_diff < 1e-5)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-C, H, W = 30, 100, 106                                         # RIS leaves: 30 channels at 106 x 100
+C, H, W = 30, 106, 100                                         # RIS leaves: 30 channels at (H, W) = (106, 100)
 n_units = C * H * W
 fc_params = 4 * n_units * (n_units + n_units) + 4 * n_units    # W_x, W_h (each 4N x N) and b
 conv_params = sum(p.numel() for p in ConvLSTMCell(C, C, kernel_size=3).parameters())

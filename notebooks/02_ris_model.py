@@ -60,8 +60,7 @@ import torch.nn.functional as F
 
 from rsis_lite.config import get_device, get_profile, seed_everything
 from rsis_lite.data import SyntheticLeaves, collate_instances
-from rsis_lite.ris import RIS, RISConfig, count_parameters
-from rsis_lite.train import TrainConfig, quick_model_config
+from rsis_lite.systems.ris import RIS, RISConfig, count_parameters
 from rsis_lite.viz import show_scene, show_sequence
 
 profile = get_profile()
@@ -73,7 +72,7 @@ print(f"profile: {profile.name}")
 # ## 1. The pipeline
 #
 # > We compute features once and then unroll a convolutional LSTM over them: at every step it emits
-# > one instance mask and a confidence that the instance exists. (RIS, paraphrased in `rsis_lite.ris`)
+# > one instance mask and a confidence that the instance exists. (RIS, paraphrased in `rsis_lite.systems.ris`)
 #
 # ```
 # image (B, 3, H, W) -> features (B, C, H/s, W/s)              computed once
@@ -148,20 +147,23 @@ print("confidence Linear at 106x100:", f"{30 * 100 * 106 + 1:,}")
 # %% [markdown]
 # ## 3. The quick recipe, and why it differs
 #
-# `rsis_lite.train.quick_model_config()` is what the course trains on one CPU core. Each change, and
-# its reason:
+# The quick recipe is what the course trains on one CPU core. Presets live in one place,
+# `RIS.recipe(profile, data)` in `rsis_lite.systems.ris`, which `python -m rsis_lite train` calls
+# too: for the quick profile it returns the model configuration `quick_model_config()` and the
+# training settings (a `RISTrainConfig`, notebook 04). Each change of the quick model from the
+# paper's, and its reason:
 #
 # | field | paper | quick | why |
 # |---|---|---|---|
 # | `stride` | 1 | 2 | the first conv is strided: the ConvLSTM runs on 4× fewer pixels; the main CPU speed-up |
 # | `dilations` | 1,1,1,1 | 1,2,4,8 | receptive field: to choose *one* leaf the model must see the whole plant (below) |
 # | `coords` | no | yes | two channels with the y and x coordinate: the cell knows where it is, which helps "take the next leaf" |
-# | channels | 30 | 32 | a slightly wider network (not one of the three changes `quick_model_config` names) |
+# | channels | 30 | 32 | a slightly wider network (not one of the three changes the docstring of `quick_model_config` names) |
 # | `head_bias_init` | 1 | `None` → $\log(HW)-2$ | b starts where a leaf-sized area is possible (section 5) |
 # | `conf_pool` | none (Linear on the whole map) | 4 | max-pool h to 4×4 first: 513 weights and any input size |
 
 # %%
-quick_cfg = quick_model_config()
+quick_cfg, quick_train = RIS.recipe("quick", {"kind": "leaves"})   # (RISConfig, RISTrainConfig)
 torch.manual_seed(0)
 quick = RIS(quick_cfg).to(device).eval()
 diff = {k: (v, getattr(quick_cfg, k)) for k, v in dataclasses.asdict(paper_cfg).items()
@@ -390,7 +392,8 @@ print(f"untrained scores z at step 1: min {z_model.min():.3f}, max {z_model.max(
 # 0.9 the head needs $b \approx \log A + 2.2$. Adam moves each parameter by roughly its learning rate
 # per step whatever the gradient's scale, so at the paper's 1e-4 the climb from 1 takes tens of
 # thousands of steps, during which no mask can look like a leaf. The course's trainer therefore
-# gives $b$ its own learning rate (`TrainConfig.head_lr`), and the quick recipe starts $b$ at
+# gives $b$ its own learning rate (`RISTrainConfig.head_lr`; `RIS.param_groups` puts $b$ alone in a
+# group at that rate), and the quick recipe starts $b$ at
 # $\log(HW) - 2$ (`head_bias_init=None`: set at the first forward pass, from the image size).
 
 # %%
@@ -398,8 +401,8 @@ area_scenes = SyntheticLeaves(32, size=size, seed=1)
 areas = torch.cat([collate_instances([area_scenes[i]])["masks"][0].flatten(1).sum(1) for i in range(len(area_scenes))])
 median_area = float(areas.float().median())
 b_needed = math.log(median_area) + math.log(9)                 # sigma(b - log A) = 0.9
-lrs = {"paper lr 1e-4": 1e-4, "course head_lr": TrainConfig().head_lr}
-lazy = RIS(quick_model_config())
+lrs = {"paper lr 1e-4": 1e-4, "course head_lr": quick_train.head_lr}
+lazy = RIS(quick_cfg)
 b_before = lazy.head_bias.item()
 with torch.no_grad():
     lazy(image.cpu(), steps=1)                                 # the first forward sets b
@@ -421,7 +424,7 @@ print(f"quick recipe: b after it: {lazy.head_bias.item():.3f} = log({size}*{size
 # steps are matched (notebook 03), so steps after the last leaf get no mask loss at all. What
 # handles it is the **confidence**: its positional targets teach those steps to say "off", and
 # inference stops at the first step whose confidence falls below 0.5 (and also skips a step that
-# adds fewer than a few unclaimed pixels, see `rsis_lite.inference`).
+# adds fewer than a few unclaimed pixels: `min_new_pixels` of `RIS.predict`, notebook 04).
 
 # %%
 flat = torch.zeros(1, size, size)                              # a step with nothing to point at

@@ -60,8 +60,8 @@ import torch.nn.functional as F
 
 from rsis_lite.config import get_device, get_profile, seed_everything
 from rsis_lite.data import SyntheticLeaves, collate_instances, labels_to_masks
-from rsis_lite.matching import (confidence_targets, hungarian_match, pairwise_soft_iou, ris_loss,
-                                soft_iou)
+from rsis_lite.matching import confidence_targets, hungarian_match, pairwise_soft_iou, soft_iou
+from rsis_lite.systems.ris import ris_loss
 from rsis_lite.viz import instance_color
 from rsis_lite.widgets.matching import match, matching_widget, perturb_predictions, plot_matching
 
@@ -250,8 +250,12 @@ print("confidence targets for n = [3, 1, 0], T = 4:")
 print(confidence_targets(torch.tensor([3, 1, 0]), 4).int().tolist())
 
 # %% [markdown]
-# The loss on our two scenes, with confidences that say "on" for a while and then "off" (logits
-# falling linearly from 4 to −4), recomputed by hand from the matched IoUs and the BCE formula:
+# The pieces so far (soft IoU, `hungarian_match`, `confidence_targets`) are shared ones and live in
+# `rsis_lite.matching`; the loss is RIS's own and lives with the model, as `ris_loss` in
+# `rsis_lite.systems.ris` (`RIS.loss` unrolls the curriculum's $T$ steps and calls it on every
+# training batch). The loss on our two scenes, with confidences that say "on" for a while and then
+# "off" (logits falling linearly from 4 to −4), recomputed by hand from the matched IoUs and the BCE
+# formula:
 
 # %%
 conf_logits = torch.linspace(4.0, -4.0, T).expand(2, T)         # (B, T)

@@ -51,6 +51,7 @@ print(env_report())
 
 # %%
 # %matplotlib inline
+import dataclasses
 import json
 import math
 import os
@@ -64,15 +65,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from rsis_lite.config import get_device, get_profile, seed_everything
+from rsis_lite.config import cpu_has_native_bf16, get_device, get_profile, resolve_precision, seed_everything
 from rsis_lite.data import JointAugment, SyntheticLeaves
-from rsis_lite.data.registry import load_dataset
-from rsis_lite.inference import load_model, make_evaluator, predict_batch, predict_dataset
-from rsis_lite.matching import ris_loss
+from rsis_lite.data.registry import load_dataset, max_instances
+from rsis_lite.inference import inference_cap, load_system, make_evaluator, predict_dataset, trained_max_instances
 from rsis_lite.metrics import image_scores, summarize
-from rsis_lite.ris import RIS, RISConfig
-from rsis_lite.train import (BatchSource, Curriculum, Trainer, TrainConfig, build_optimizer, full_model_config,
-                             quick_model_config)
+from rsis_lite.systems.ris import RIS, Curriculum, RISTrainConfig, count_parameters, ris_loss
+from rsis_lite.train import BatchSource, Trainer
 from rsis_lite.viz import LivePlot, plot_history, show_grid, show_sequence
 
 profile = get_profile()
@@ -93,23 +92,24 @@ print(f"profile: {profile.name}")
 # > instances and T = n + 2, so that the model learns to stop. (paraphrased)
 #
 # (The authors' released code unrolls n + 1 steps in the second stage; we follow the paper's n + 2.)
-# In `rsis_lite` a :class:`Curriculum` is a list of stages `(start_step, k, mode)`: mode `"fixed"`
-# unrolls T = k steps, mode `"n+"` unrolls T = n_max + k, where n_max is the largest leaf count in
-# the batch (the batch shares one unroll length; images with fewer leaves simply have more "off"
-# steps). Here are the stages of the quick recipe, built as `python -m rsis_lite train --profile quick`
-# builds it (`cli_train`): the quick profile's 5000 steps of 16 scenes, stage 2 from 12% of the steps.
+# In `rsis_lite.systems.ris` a `Curriculum` is a list of stages `(start_step, k, mode)`: mode
+# `"fixed"` unrolls T = k steps, mode `"n+"` unrolls T = n_max + k, where n_max is the largest leaf
+# count in the batch (the batch shares one unroll length; images with fewer leaves simply have more
+# "off" steps). The shared trainer knows nothing of this: it hands each batch and its step to
+# `RIS.loss`, which asks the curriculum for T. The stages below are the quick recipe's, straight
+# from `RIS.recipe`, the one function that holds the presets (`python -m rsis_lite train --profile
+# quick` calls it too): 5000 steps of 16 scenes, stage 2 from 12% of the steps.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-recipe = TrainConfig(steps=quick.train_steps, batch_size=quick.batch_size,
-                     curriculum=[(0, 2, "fixed"), (int(0.12 * quick.train_steps), 2, "n+")])
+model_cfg, recipe = RIS.recipe(quick, {"kind": "leaves"})   # (RISConfig, RISTrainConfig)
 curriculum = Curriculum(list(recipe.curriculum))
 print(f"{recipe.steps} steps, batch {recipe.batch_size}; curriculum stages (start_step, k, mode):")
 for stage in curriculum.stages:
     print("  ", stage)
 switch = curriculum.stages[1][0]
 print(f"stage 2 starts at step {switch} = {switch / recipe.steps:.0%} of the run")
-print("same stages as TrainConfig().curriculum:", recipe.curriculum == TrainConfig().curriculum)
+print("same stages as RISTrainConfig().curriculum:", recipe.curriculum == RISTrainConfig().curriculum)
 
 # %% [markdown]
 # "Until convergence" is not a number, so we chose one: the CPU trial saw the stage-1 loss level
@@ -126,12 +126,12 @@ print(" step  stage           leaves in batch (n)            n_max   T")
 for step in (0, 1, 599, 600, 601, 2500):
     counts = source.batch(step)["counts"]                   # (B,) leaves per scene
     stage = curriculum.stage(step)
-    T = curriculum.steps_for(step, counts)
+    T = curriculum.steps_for(step, int(counts.max()))       # the fullest scene sets T
     print(f"{step:5d}  {str(stage):15s} {str(counts.tolist()):32s} {int(counts.max()):3d}  {T:3d}")
 
 # %%
 steps_axis = np.arange(0, 1200, 20)
-T_axis = [curriculum.steps_for(int(s), source.batch(int(s))["counts"]) for s in steps_axis]
+T_axis = [curriculum.steps_for(int(s), int(source.batch(int(s))["counts"].max())) for s in steps_axis]
 fig, ax = plt.subplots(figsize=(7, 2.4))
 ax.step(steps_axis, T_axis, where="post", color="C0")
 ax.axvline(switch, color="C3", ls="--", lw=1)
@@ -156,7 +156,7 @@ plt.show()
 bce_off = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor(10.0), torch.tensor(0.0))
 bce_on = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor(10.0), torch.tensor(1.0))
 print(f"BCE(logit 10, target 1) = {bce_on.item():.5f}   BCE(logit 10, target 0) = {bce_off.item():.3f}")
-T_switch = curriculum.steps_for(switch, source.batch(switch)["counts"])
+T_switch = curriculum.steps_for(switch, int(source.batch(switch)["counts"].max()))
 print(f"step {switch}: T = {T_switch}, so a scene with n leaves has {T_switch} - n >= 2 'off' steps "
       f"-> a confidence loss of about {2 * bce_off.item():.0f} to {(T_switch - 2) * bce_off.item():.0f} per scene")
 
@@ -174,35 +174,42 @@ print(f"step {switch}: T = {T_switch}, so a scene with n leaves has {T_switch} -
 #   100–300 pixels of a leaf at 64×64, and more since some softmax mass always leaks outside the
 #   leaf. Adam moves every parameter by about `lr` per step whatever
 #   its gradient's scale, so at the body's lr = 1e-3 moving b by 3 units would take ~3000 steps,
-#   most of the run. b gets its own group with `head_lr = 0.05`:
+#   most of the run. b gets its own group with `head_lr = 0.05`. The groups come from the system,
+#   `RIS.param_groups(train_cfg)`; the trainer builds one Adam over them and norm-clips only the
+#   groups that ask for it (`clip_norm`). Here on `RIS.tiny()`, the four-channel RIS used for demos
+#   and tests:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-tiny_cfg = RISConfig(feature_channels=8, feature_layers=3, dilations=(1, 2, 4), stride=2, coords=True,
-                     hidden_channels=8, lstm_layers=1, head_bias_init=None, conf_pool=2)
-opt = build_optimizer(RIS(tiny_cfg), recipe)
-for name, group in zip(("body", "area bias b"), opt.param_groups):
-    print(f"{name:12s} lr {group['lr']:g}  ({sum(p.numel() for p in group['params'])} parameters)")
+tiny_cfg = RIS.tiny()                                         # a RISConfig
+groups = RIS(tiny_cfg).param_groups(recipe)                    # [{"params", "lr", "clip_norm"}, ...]
+for name, group in zip(("body", "area bias b"), groups):
+    print(f"{name:12s} lr {group['lr']:g}  norm-clipped {group['clip_norm']}  "
+          f"({sum(p.numel() for p in group['params'])} parameters)")
 print(f"clip_value {recipe.clip_value}, clip_norm {recipe.clip_norm}, "
       f"cosine decay to {recipe.lr_final_factor} x lr over the last {recipe.decay_frac:.0%} of steps")
 
 # %% [markdown]
 # ## 2. A live training run on one CPU core
 #
-# A tiny RIS (8 feature channels, one 8-channel ConvLSTM layer; about 7000 parameters) on
-# 32×32 rosettes with 2–3 leaves. It trains 240 steps of 16 scenes, switching stage at step 120,
-# in a few seconds. `LivePlot` is the trainer's callback: the curves redraw in place every 20 steps.
-# Watch the `conf` panel jump at step 120, then come down as the head learns to say "off".
+# `RIS.tiny()` (4 feature channels, one 4-channel ConvLSTM layer; about 1,800 parameters) on
+# 32×32 rosettes with 2–3 leaves. The training settings are the quick recipe's, asked for 240 steps
+# of 16 scenes; only the curriculum switch moves, to step 120 (half-way, so that both stages are
+# long enough to watch). It trains in a few seconds. `LivePlot` is the trainer's callback: the
+# curves redraw in place every 20 steps. Watch the `conf` panel jump at step 120, then come down as
+# the head learns to say "off".
 #
-# The quality after 240 steps is low (the quick recipe trains 5000 steps of a model ~25× larger);
+# The quality after 240 steps is low (the quick recipe trains 5000 steps of a model ~100× larger);
 # the point here is the mechanics. Between the two stages we stop and measure the gradient norm that
 # the switch produces.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 demo_ds = SyntheticLeaves(10_000_000, 32, seed=0, min_leaves=2, max_leaves=3)   # (3, 32, 32) images
-demo_cfg = TrainConfig(steps=240, batch_size=16, curriculum=[(0, 2, "fixed"), (120, 2, "n+")],
-                       log_every=5, checkpoint_every=50, eval_every=0)
+_, demo_recipe = RIS.recipe(quick, {"kind": "leaves"}, steps=240, batch_size=16)
+demo_cfg = dataclasses.replace(demo_recipe, curriculum=[(0, 2, "fixed"), (120, 2, "n+")],
+                               log_every=5, checkpoint_every=50, eval_every=0)
+print(f"{count_parameters(RIS(tiny_cfg))} parameters (quick model: {count_parameters(RIS(model_cfg)):,})")
 workdir = Path(tempfile.mkdtemp(prefix="rsis04_"))
 seed_everything(0)
 demo = Trainer(RIS(tiny_cfg), BatchSource(demo_ds, demo_cfg.batch_size, seed=0), demo_cfg,
@@ -230,7 +237,8 @@ def grad_norm(model, batch, steps):
 
 batch = demo.source.batch(demo.step)
 g_before, l_before = grad_norm(demo.model, batch, 2)
-g_after, l_after = grad_norm(demo.model, batch, demo.curriculum.steps_for(120, batch["counts"]))
+T_stage2 = Curriculum(list(demo_cfg.curriculum)).steps_for(120, int(batch["counts"].max()))   # n_max + 2
+g_after, l_after = grad_norm(demo.model, batch, T_stage2)
 print(f"confidence loss of this batch: T = 2 -> {l_before.confidence.item():.1f};  "
       f"T = n_max + 2 -> above 20: {l_after.confidence.item() > 20}")
 print("gradient norm at the switch is more than 10x the stage-1 one:", g_after > 10 * g_before)
@@ -280,8 +288,8 @@ print("checkpoint on disk:", (workdir / "demo.pt").exists(), "at step", torch.lo
 
 # %%
 # NBVAL_CHECK_OUTPUT
-resume_cfg = TrainConfig(steps=40, batch_size=8, curriculum=[(0, 2, "fixed"), (30, 2, "n+")],
-                         log_every=5, checkpoint_every=10, eval_every=0)
+resume_cfg = dataclasses.replace(demo_cfg, steps=40, batch_size=8, curriculum=[(0, 2, "fixed"), (30, 2, "n+")],
+                                 checkpoint_every=10)
 
 
 def make_trainer(path, callback=None):
@@ -312,18 +320,21 @@ print("both at step", run_a.step, run_b.step, "| identical weights:", same,
 # %% [markdown]
 # ## 3. Load the checkpoint if present, else train
 #
-# The quick recipe (`python -m rsis_lite train --profile quick`: 5000 steps of 16 scenes at 64×64,
-# the model of `quick_model_config()`) takes about an hour on a CPU. Nobody should have to wait an
-# hour to read this notebook, so, as the UvA deep-learning tutorials do, we **load the shipped
-# checkpoint when it is there** and train only when it is not.
+# The quick recipe (`python -m rsis_lite train --profile quick`, i.e. `RIS.recipe("quick", ...)`:
+# 5000 steps of 16 scenes at 64×64 with the quick model of notebook 02) takes about an hour on a
+# CPU. Nobody should have to wait an hour to read this notebook, so, as the UvA deep-learning
+# tutorials do, we **load the shipped checkpoint when it is there** and train only when it is not.
 #
 # The checkpoint lives in the repository (`data/checkpoints/ris_leaves_quick.pt`), not in the pip
 # package. We look for the repository from the current folder upwards (Jupyter and nbval start in
 # `notebooks/`; so does Colab after the install cell above, which clones the repository) and next
 # to the installed package (an editable install). A plain `pip install rsis-lite` has no `data/`,
 # and this notebook downloads nothing: it then trains a short, time-budgeted run of the same recipe
-# instead (set `TRAIN_MINUTES_IF_MISSING = 0` to skip even that); re-running the cell resumes that
-# run where it stopped. Everything below works with either checkpoint; only the numbers differ.
+# instead (set `TRAIN_MINUTES_IF_MISSING = 0` to skip even that). With a time budget the schedules
+# follow the clock (`time_budget_min`), so even a 3-minute run goes through both curriculum stages
+# and the whole learning-rate decay, just with fewer steps. The budget counts the run's whole time:
+# re-running the cell resumes an interrupted run, and trains no further once the budget is spent.
+# Everything below works with either checkpoint; only the numbers differ.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -352,19 +363,22 @@ else:
           "so there is no shipped checkpoint and nothing is downloaded. The full quick recipe takes about\n"
           f"an hour on a CPU; training a {TRAIN_MINUTES_IF_MISSING:g}-minute run of it into {ckpt_path} instead.")
     if TRAIN_MINUTES_IF_MISSING > 0:
-        steps = quick.train_steps
-        short_cfg = TrainConfig(steps=steps, batch_size=quick.batch_size,
-                                curriculum=[(0, 2, "fixed"), (int(0.12 * steps), 2, "n+")])
+        short_train = load_dataset("leaves", split="train", profile=quick, num=10_000_000)
+        spec = {"kind": "leaves", "split": "train", "size": None, "profile": "quick",
+                "max_instances": max_instances(short_train)}
+        short_model, short_cfg = RIS.recipe(quick, spec, time_budget_min=TRAIN_MINUTES_IF_MISSING)
+        short_cfg.precision = resolve_precision("auto", device)     # as `train --precision auto`
         seed_everything(short_cfg.seed)
-        short = Trainer(RIS(quick_model_config()),
-                        BatchSource(load_dataset("leaves", split="train", profile=quick, num=10_000_000),
-                                    short_cfg.batch_size, seed=short_cfg.seed, augment=JointAugment(hflip=True, rot90=True)),
+        short = Trainer(RIS(short_model),
+                        BatchSource(short_train, short_cfg.batch_size, seed=short_cfg.seed,
+                                    augment=JointAugment(hflip=True, rot90=True)),
                         short_cfg, ckpt_path=ckpt_path, device=device, callback=LivePlot(every=50),
-                        extra={"data": {"kind": "leaves", "split": "train", "size": None, "profile": "quick"}})
-        short.fit(time_budget_min=TRAIN_MINUTES_IF_MISSING)
-        print(f"stopped at step {short.step} of {steps}; run this cell again to continue")
+                        extra={"data": spec})
+        short.fit()
+        print(f"stopped at step {short.step} of {short_cfg.steps} after {TRAIN_MINUTES_IF_MISSING:g} min "
+              f"({short_cfg.precision})")
 
-model, ckpt = load_model(ckpt_path, device)
+model, ckpt = load_system(ckpt_path, device)                  # (RIS, the checkpoint dict)
 print(f"trained {ckpt['step']} steps in {ckpt.get('train_seconds', 0) / 60:.0f} min")
 
 # %% [markdown]
@@ -374,10 +388,10 @@ print(f"trained {ckpt['step']} steps in {ckpt.get('train_seconds', 0) / 60:.0f} 
 
 # %%
 # NBVAL_CHECK_OUTPUT
-tc = TrainConfig.from_dict(ckpt["train_config"])
+tc = RISTrainConfig.from_dict(ckpt["train_config"])
 mc = ckpt["model_config"]
-print(f"step {ckpt['step']} of {tc.steps}; batch {tc.batch_size}; lr {tc.lr:g}, head_lr {tc.head_lr:g}; "
-      f"curriculum {tc.curriculum}; bf16 {tc.bf16}")
+print(f"system {ckpt['system']}; step {ckpt['step']} of {tc.steps}; batch {tc.batch_size}; lr {tc.lr:g}, "
+      f"head_lr {tc.head_lr:g}; curriculum {tc.curriculum}; precision {tc.precision}")
 print(f"features {mc['feature_channels']}ch x {mc['feature_layers']} layers, stride {mc['stride']}, "
       f"dilations {mc['dilations']}; ConvLSTM {mc['lstm_layers']} x {mc['hidden_channels']}ch; "
       f"{sum(p.numel() for p in model.parameters())} parameters")
@@ -406,19 +420,22 @@ plt.show()
 # > At test time the network is unrolled until the confidence score falls below 0.5.
 # > (Romera-Paredes & Torr 2016, paraphrased)
 #
-# To see the rule at work we unroll the trained model *past* its stop, 12 steps (the quick
-# profile's cap) on four validation scenes, and plot the confidence of every step. The validation
+# To see the rule at work we unroll the trained model *past* its stop, 12 steps on four validation
+# scenes, and plot the confidence of every step. 12 is the inference cap: `inference_cap` allows 4
+# steps more than the most instances the data or the training data can hold (8 leaves + 4), so a
+# model is never cut short on a scene it could have seen. The validation
 # scenes come from seed 1000, which training never uses (training draws from seed 0). The dotted
 # green line sits between step n and step n + 1, where the confidence should cross the dashed red
 # 0.5 line.
 
 # %%
 val_ds = load_dataset("leaves", split="val", profile=quick)         # 64 scenes, seed 1000
+cap = inference_cap(max_instances(val_ds), trained_max_instances(ckpt))   # 8 leaves + 4 = 12
 scenes = [0, 1, 2, 4]
 images = torch.stack([val_ds[i][0] for i in scenes]).to(device)      # (4, 3, 64, 64)
 n_true = [int(val_ds[i][1].max()) for i in scenes]
 with torch.no_grad():
-    unrolled = model(images, steps=quick.max_steps)                  # masks (4, 12, 64, 64), conf (4, 12)
+    unrolled = model(images, steps=cap)                              # masks (4, 12, 64, 64), conf (4, 12)
 conf_all = unrolled.conf.cpu().numpy()                               # (4, 12)
 fig, axes = plt.subplots(1, len(scenes), figsize=(10, 2.4), sharey=True)
 for ax, c, n, i in zip(axes, conf_all, n_true, scenes):
@@ -435,11 +452,15 @@ plt.show()
 
 # %% [markdown]
 # In numbers: the first step whose confidence falls below 0.5, and how many instances inference
-# keeps, next to the true count.
+# keeps, next to the true count. Inference is the system's own method, `RIS.predict(images,
+# max_steps)`: it unrolls until every image has stopped and returns one `Prediction` per image
+# (label map, per-instance scores, the soft masks and confidences of every step that ran, and which
+# step became which instance).
 
 # %%
 # NBVAL_CHECK_OUTPUT
-preds4 = predict_batch(model, images, max_steps=quick.max_steps)
+print(f"inference cap: {cap} steps")
+preds4 = model.predict(images, max_steps=cap)                        # [Prediction] * 4
 for i, n, c, p in zip(scenes, n_true, conf_all, preds4):
     below = np.flatnonzero(c < 0.5)
     stop = int(below[0]) + 1 if below.size else None
@@ -477,7 +498,7 @@ plt.show()
 
 # %% [markdown]
 # Such a mask would make the whole background one extra "leaf". Two guards in
-# `predict_batch` keep it out:
+# `RIS.predict` keep it out:
 #
 # 1. **The stop rule.** If the confidence of those steps is below 0.5 (compare the step numbers in
 #    the two outputs above), inference has stopped before them; once an image stops it stays stopped.
@@ -493,7 +514,7 @@ plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-no_stop = predict_batch(model, images, max_steps=quick.max_steps, conf_threshold=0.0)
+no_stop = model.predict(images, max_steps=cap, conf_threshold=0.0)
 for i, n, p, q in zip(scenes, n_true, preds4, no_stop):
     print(f"scene {i}: n = {n} | stop rule on: {int(p.labels.max())} instances, {int((p.labels == 0).sum())} "
           f"background pixels | off: {int(q.labels.max())} instances, {int((q.labels == 0).sum())} background pixels")
@@ -510,7 +531,7 @@ for i, n, p, q in zip(scenes, n_true, preds4, no_stop):
 # NBVAL_IGNORE_OUTPUT
 from rsis_lite.widgets.sequence import sequence_explorer
 
-explorer = sequence_explorer(model, val_ds, max_steps=quick.max_steps)
+explorer = sequence_explorer(model, val_ds, max_steps=cap)
 explorer
 
 # %% [markdown]
@@ -536,7 +557,7 @@ print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in explorer.resu
 # %%
 for i in (0, 2):
     image, _ = val_ds[i]
-    p = predict_batch(model, image[None].to(device), max_steps=quick.max_steps)[0]
+    p = model.predict(image[None].to(device), max_steps=cap)[0]
     colors = [0] * len(p.conf)
     for k, t in enumerate(p.steps, start=1):
         colors[int(t)] = k
@@ -554,7 +575,7 @@ for i in (0, 2):
 # %%
 # NBVAL_IGNORE_OUTPUT
 t0 = time.perf_counter()
-val_preds = predict_dataset(model, val_ds, device=device, max_steps=quick.max_steps)   # [(labels (64, 64), scores)]
+val_preds = predict_dataset(model, val_ds, device=device, max_steps=cap)   # [(labels (64, 64), scores)]
 elapsed = time.perf_counter() - t0
 print(f"{len(val_preds)} scenes in {elapsed:.1f} s: {1000 * elapsed / len(val_preds):.0f} ms per image on {device}")
 
@@ -625,14 +646,27 @@ plt.show()
 # by about +-0.1 from one subset to another. The model under-counts rather than over-counts (DiC < 0),
 # mostly in crowded scenes where small occluded leaves are missed.
 #
-# Reproduce (train: ~75 min on one core; scoring: seconds):
+# Reproduce (train: ~75 min on one core of the development machine, in bf16; scoring: seconds):
 #
 # ```
-# python -m rsis_lite train --model ris --data leaves --profile quick --bf16 --out data/checkpoints/ris_leaves_quick.pt
+# python -m rsis_lite train --model ris --data leaves --profile quick --precision auto --out data/checkpoints/ris_leaves_quick.pt
 # python -m rsis_lite export --data leaves --seed 7 --num 200 --out /tmp/leaves7
 # python -m rsis_lite predict --checkpoint data/checkpoints/ris_leaves_quick.pt --data folder --root /tmp/leaves7 --out /tmp/leaves7/pred
 # python -m rsis_lite evaluate --pred /tmp/leaves7/pred --gt /tmp/leaves7/labels
 # ```
+#
+# `--precision auto` picks bf16 autocast only where it is faster: on a CUDA GPU with bf16, or on a
+# CPU with native bf16 (AMX or AVX512-BF16). It matters, both ways: on a 2-core AMD EPYC with
+# AVX512-BF16 (one of this project's development machines), `python -m rsis_lite bench
+# --repeats 3 --steps 2` measured 32.8 images/s in bf16 against 18.8 in fp32 (batch 16 at 64×64,
+# 2 threads), while on an AVX2-only EPYC, without native bf16, a bf16 training step was measured
+# about 20× slower than fp32 (10.6 s against 0.51 s). So do not pass `--precision bf16` (or its old
+# spelling `--bf16`) without knowing the CPU. What `auto` picks here:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(f"native bf16 on this CPU (AMX or AVX512-BF16): {cpu_has_native_bf16()}")
+print(f"--precision auto would train in: {resolve_precision('auto', device)}")
 
 # %% [markdown]
 # ## 7. The same from the command line
@@ -688,8 +722,9 @@ print(f"notebook, same 32 scenes: SBD {100 * nb_sbd:.1f}")
 #
 # The `full` profile is the paper's setting. With a licensed copy of CVPPP (the LSC data, which this
 # project never ships or downloads) it trains on A1 at 106×100, the authors' fixed ×5 downsampling,
-# with the paper's 30-channel, two-layer network (`full_model_config()`, plus the dilations and
-# coordinate channels the CPU trial showed to matter), rotations over the full circle and flips:
+# with the paper's 30-channel, two-layer network (the model of `RIS.recipe("full", ...)`, i.e.
+# `full_model_config()`: the paper's layout plus the dilations and coordinate channels the CPU trial
+# showed to matter), rotations over the full circle and flips:
 #
 # ```bash
 # python -m rsis_lite train --model ris --data cvppp --root $CVPPP --split train --profile full --out ris_cvppp.pt
@@ -699,9 +734,10 @@ print(f"notebook, same 32 scenes: SBD {100 * nb_sbd:.1f}")
 # Without CVPPP the same recipe runs on synthetic rosettes at 128×128 with 2–20 leaves
 # (`--data leaves --profile full`). The cell below does that on a GPU runtime: it reads the CVPPP
 # folder from the environment variable `RSIS_CVPPP_ROOT` when set (else synthetic leaves), trains
-# with bf16 autocast (on GPUs that support it) for a time budget of about 30 minutes, checkpointing
-# as it goes (re-run to continue), then scores the validation split. On a CPU it only says what it
-# would do.
+# the full recipe with `--precision auto`'s choice (bf16 autocast on GPUs that support it) for a time
+# budget of about 30 minutes (the schedules follow the budget), checkpointing as it goes (after an
+# interruption, re-running the cell resumes until the 30 minutes are spent), then scores the
+# validation split. On a CPU it only says what it would do.
 #
 # <!-- GPU: not run yet -->
 # *The project has not measured this path yet: no numbers are claimed for it.*
@@ -715,7 +751,7 @@ def run_full_recipe(device, minutes=GPU_MINUTES, out="ris_full.pt"):
     """Train the full-profile RIS for ``minutes`` (resuming ``out``), then score the val split."""
     full = get_profile("full")
     cvppp_root = os.environ.get("RSIS_CVPPP_ROOT")
-    if cvppp_root:                                   # your licensed CVPPP copy, A1 at (H, W) = (100, 106)
+    if cvppp_root:                                   # your licensed CVPPP copy, A1 at (H, W) = (106, 100)
         size = full.cvppp_size
         train = load_dataset("cvppp", root=cvppp_root, split="train", profile=full, size=size)
         val = load_dataset("cvppp", root=cvppp_root, split="val", profile=full, size=size)
@@ -725,19 +761,20 @@ def run_full_recipe(device, minutes=GPU_MINUTES, out="ris_full.pt"):
         train = load_dataset("leaves", split="train", profile=full, num=10_000_000)
         val = gt_val = load_dataset("leaves", split="val", profile=full)
         augment, cache = JointAugment(hflip=True, rot90=True), False
-    steps = full.train_steps
-    cfg = TrainConfig(steps=steps, batch_size=full.batch_size, curriculum=[(0, 2, "fixed"), (int(0.12 * steps), 2, "n+")],
-                      bf16=device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8)
+    spec = {"kind": "cvppp" if cvppp_root else "leaves", "split": "train", "size": list(size) if cvppp_root else None,
+            "profile": "full", "max_instances": max_instances(train)}
+    model_cfg, cfg = RIS.recipe(full, spec, time_budget_min=minutes)   # the full recipe: 60000 steps of 8
+    cfg.precision = resolve_precision("auto", device)                  # bf16 where the GPU supports it
+    cap = inference_cap(max_instances(val), spec["max_instances"])
     seed_everything(cfg.seed)
-    trainer = Trainer(RIS(full_model_config()), BatchSource(train, cfg.batch_size, seed=cfg.seed, augment=augment, cache=cache),
-                      cfg, ckpt_path=out, device=device,
-                      evaluate=make_evaluator(val, max_steps=full.max_steps, device=device),
-                      callback=LivePlot(every=100))
+    trainer = Trainer(RIS(model_cfg), BatchSource(train, cfg.batch_size, seed=cfg.seed, augment=augment, cache=cache),
+                      cfg, ckpt_path=out, device=device, evaluate=make_evaluator(val, max_steps=cap, device=device),
+                      callback=LivePlot(every=100), extra={"data": spec})
     data = f"CVPPP {cvppp_root}" if cvppp_root else f"synthetic leaves {full.image_size}x{full.image_size}"
-    print(f"{data}: training to step {steps}, "
-          f"resuming at {trainer.step}, for at most {minutes} min (bf16 {cfg.bf16})")
-    trainer.fit(time_budget_min=minutes)
-    preds = predict_dataset(trainer.model, val, device=device, max_steps=full.max_steps)
+    print(f"{data}: training to step {cfg.steps}, "
+          f"resuming at {trainer.step}, for at most {minutes} min (precision {cfg.precision})")
+    trainer.fit()
+    preds = predict_dataset(trainer.model, val, device=device, max_steps=cap)
     per = {str(i): image_scores(lab, gt_val[i][1].numpy()) for i, (lab, _) in enumerate(preds)}
     s = summarize(per)
     print(f"step {trainer.step}: {len(per)} val images, SBD {100 * s['mean']['SBD']:.1f} ({100 * s['std']['SBD']:.1f}), "

@@ -474,11 +474,11 @@ for r in gallery_rows:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from rsis_lite.data.registry import load_dataset
+from rsis_lite.data.registry import load_dataset, max_instances
 from rsis_lite.data.synthetic import SyntheticLeaves
 from rsis_lite.evaluation import evaluate_pairs, format_table
-from rsis_lite.inference import load_model, predict_dataset
-from rsis_lite.reproduce import CHECKPOINTS
+from rsis_lite.inference import inference_cap, load_system, predict_dataset, trained_max_instances
+from rsis_lite.reproduce import shipped_checkpoint
 
 quick = get_profile("quick")                      # the checkpoint is the quick one, whatever the device
 val = load_dataset("leaves", split="val", profile=quick)
@@ -489,20 +489,23 @@ counts = [int(val[i][1].max()) for i in range(len(val))]
 print("leaves per scene: min", min(counts), "max", max(counts), "total", sum(counts))
 
 # %% [markdown]
-# Load the model (`weights_only` under the hood) and predict every scene: a label map (ids in step
-# order) and the confidence of each instance. The checkpoint lives in the repository's
+# Load the model (`load_system` reads the checkpoint with `weights_only` and builds the system it
+# names, here RIS) and predict every scene: a label map (ids in step order) and the confidence of
+# each instance. The model may unroll at most `inference_cap(...)` steps: 4 more than the most leaves
+# the data or the training data can hold, 8 + 4 = 12 here. The checkpoint lives in the repository's
 # `data/checkpoints` (on Colab, clone the repository to have it).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-ckpt_path = next((p for p in (CHECKPOINTS / "ris_leaves_quick.pt", Path("../data/checkpoints/ris_leaves_quick.pt"),
+ckpt_path = next((p for p in (shipped_checkpoint("ris", "quick"), Path("../data/checkpoints/ris_leaves_quick.pt"),
                                Path("data/checkpoints/ris_leaves_quick.pt")) if p.exists()), None)
 if ckpt_path is None:
     raise FileNotFoundError("data/checkpoints/ris_leaves_quick.pt not found: run this notebook from a clone of "
                             "the repository (on Colab: clone it, then `%cd rsis-lite/notebooks`)")
-model, ckpt = load_model(ckpt_path, device)
-print(f"checkpoint after {ckpt.get('step')} training steps")
-preds = predict_dataset(model, val, device=device, max_steps=quick.max_steps)   # [(labels (H, W), scores (K,))]
+model, ckpt = load_system(ckpt_path, device)                                   # (RIS, the checkpoint dict)
+cap = inference_cap(max_instances(val), trained_max_instances(ckpt))            # 8 leaves + 4 = 12
+print(f"{ckpt['system']} checkpoint after {ckpt.get('step')} training steps; at most {cap} steps per image")
+preds = predict_dataset(model, val, device=device, max_steps=cap)   # [(labels (H, W), scores (K,))]
 gts = [val[i][1].numpy() for i in range(len(val))]                               # [(H, W)]
 print(len(preds), "predictions; first label map", preds[0][0].shape, "with", len(preds[0][1]), "confidences")
 

@@ -35,7 +35,7 @@ class Profile:
     """Data sizes of one profile. Every key says how it differs from the paper and why."""
 
     name: str
-    # Synthetic scenes: side length and leaf count range (CVPPP A1 has 11-20 leaves at 500x530).
+    # Synthetic scenes: side length and leaf count range (CVPPP A1 has 11-20 leaves at (H, W) = (530, 500)).
     image_size: int
     min_leaves: int
     max_leaves: int

@@ -446,6 +446,10 @@ def cli_train(args) -> int:
         trainer = Trainer(system, source, cfg, ckpt_path=out, device=device, evaluate=evaluator, extra=extra)
         if trainer.step:
             say(f"resuming {out} at step {trainer.step}")
+        if cfg.time_budget_min and trainer.elapsed_seconds >= 60 * cfg.time_budget_min:
+            say(f"{out} has used its time budget of {cfg.time_budget_min:g} min already; nothing to do "
+                "(a run killed before its budget resumes for the time left; to train on, use --init)")
+            return 0
         say(f"training {args.model}: {cfg.steps} steps of {cfg.batch_size} scenes, precision {cfg.precision}"
             + (f", {trainer.world} processes" if trainer.world > 1 else "")
             + (f", time budget {cfg.time_budget_min:g} min" if cfg.time_budget_min else ""))

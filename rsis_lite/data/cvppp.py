@@ -3,7 +3,7 @@
 The data are licensed by their owners and must be requested from the CVPPP organisers; this
 project never ships them. Layout of the training archive (one folder per family A1..A4)::
 
-    root/A1/plant001_rgb.png      RGBA image (A1: 530 wide x 500 high)
+    root/A1/plant001_rgb.png      RGBA image (A1: 530 high x 500 wide, (H, W) = (530, 500))
     root/A1/plant001_label.png    palette PNG: pixel value = leaf id, 0 = background
     root/A1/plant001_fg.png       (optional) foreground mask
     root/A1/plant001_centers.png  (optional) leaf centres
