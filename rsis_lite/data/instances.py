@@ -55,27 +55,39 @@ def labels_to_masks(labels: Tensor) -> Tensor:
     return labels.unsqueeze(0) == ids  # (K, H, W) by broadcasting
 
 
+def assemble_labels(binary: Tensor, min_new_pixels: int = 1) -> tuple[Tensor, list[int]]:
+    """Stack of binary masks (T, H, W) -> label map (H, W) int64 and the kept step indices.
+
+    The one place label maps are assembled from a sequence of masks (every system's ``predict``
+    and :func:`masks_to_labels` call it). Masks are visited in order; mask t claims the pixels no
+    earlier kept mask has (earlier instances win: a recurrent model's first steps are its most
+    confident, later steps only fill what is still free) and is kept only when it adds at least
+    ``min_new_pixels`` of them. Kept mask ``kept[k]`` becomes instance ``k + 1``.
+    """
+    if binary.dim() != 3:
+        raise ValueError(f"masks must be (T, H, W), got shape {tuple(binary.shape)}")
+    labels = torch.zeros(binary.shape[-2:], dtype=torch.int64, device=binary.device)  # (H, W)
+    kept: list[int] = []
+    for t in range(binary.shape[0]):
+        new = binary[t].bool() & (labels == 0)                               # (H, W) unclaimed pixels
+        if int(new.sum()) >= max(1, min_new_pixels):
+            kept.append(t)
+            labels[new] = len(kept)
+    return labels, kept
+
+
 def masks_to_labels(masks: Tensor, threshold: float = 0.5) -> Tensor:
     """Mask stack (K, H, W) bool or float -> label map (H, W) int64.
 
-    Float masks are binarised with ``> threshold``. Instance k (0-based) gets id k + 1. Where masks
-    overlap the **earlier** instance wins: a recurrent model's first steps are its most confident,
-    and later steps should only fill what is still free. Masks that end up with no pixel (empty, or
-    fully hidden by earlier ones) are dropped and the ids closed up to 1..K'.
+    Float masks are binarised with ``> threshold``. Where masks overlap the **earlier** instance
+    wins; masks that end up with no pixel (empty, or fully hidden by earlier ones) are dropped and
+    the ids closed up to 1..K' (:func:`assemble_labels` with a one-pixel guard).
     """
     masks = torch.as_tensor(masks)
     if masks.dim() != 3:
         raise ValueError(f"masks must be (K, H, W), got shape {tuple(masks.shape)}")
-    k, h, w = masks.shape
     binary = masks if masks.dtype == torch.bool else masks > threshold
-    if k == 0:
-        return torch.zeros(h, w, dtype=torch.int64, device=masks.device)
-    # The first True along K is the earliest instance covering a pixel: argmax over a 0/1 tensor
-    # returns the first maximum.
-    any_fg = binary.any(dim=0)
-    first = binary.to(torch.uint8).argmax(dim=0).to(torch.int64) + 1
-    labels = torch.where(any_fg, first, torch.zeros_like(first))
-    return relabel_sequential(labels)
+    return assemble_labels(binary, 1)[0]
 
 
 def sort_by_area(labels: Tensor, descending: bool = True) -> Tensor:

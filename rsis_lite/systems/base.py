@@ -14,7 +14,8 @@ A system is an ``nn.Module`` with
 * ``param_groups(cfg) -> list[dict]``      -- optimiser groups (each may set its own ``lr``)
 * ``predict(images, max_steps) -> list[Prediction]``  -- its own stop rule and post-processing
 
-Label assembly is shared: :func:`assemble_labels` ("earlier instances win", small-step guard).
+Label assembly is shared: :func:`rsis_lite.data.instances.assemble_labels` ("earlier instances win",
+small-step guard), re-exported here.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from rsis_lite.data.instances import assemble_labels  # noqa: F401  (shared label assembly)
 
 
 class Prediction(NamedTuple):
@@ -35,25 +38,6 @@ class Prediction(NamedTuple):
     conf: np.ndarray        # (T_run,) per-step "there is an instance" probability
     steps: np.ndarray       # (K,) step index that produced instance k+1
     classes: np.ndarray | None = None  # (K,) class id 1..C of instance k+1 (systems with classes)
-
-
-def assemble_labels(binary: Tensor, min_new_pixels: int = 1) -> tuple[Tensor, list[int]]:
-    """Stack of binary masks (T, H, W) -> label map (H, W) int64 and the kept step indices.
-
-    Steps are visited in order; a step claims the pixels of its mask that no earlier kept step has
-    (earlier instances win) and is kept only when it adds at least ``min_new_pixels`` of them. Kept
-    step ``kept[k]`` becomes instance ``k + 1``.
-    """
-    if binary.dim() != 3:
-        raise ValueError(f"masks must be (T, H, W), got shape {tuple(binary.shape)}")
-    labels = torch.zeros(binary.shape[-2:], dtype=torch.int64, device=binary.device)  # (H, W)
-    kept: list[int] = []
-    for t in range(binary.shape[0]):
-        new = binary[t].bool() & (labels == 0)                               # (H, W) unclaimed pixels
-        if int(new.sum()) >= max(1, min_new_pixels):
-            kept.append(t)
-            labels[new] = len(kept)
-    return labels, kept
 
 
 @dataclass
