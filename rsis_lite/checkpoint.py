@@ -54,6 +54,8 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint safely (``weights_only=True``) onto ``map_location`` (CPU by default)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder; give the path of a .pt file written by `train`")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; train one with "
                               f"`python -m rsis_lite train --out {path}` or check the path")

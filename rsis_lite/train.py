@@ -427,6 +427,9 @@ def cli_train(args) -> int:
         if args.data == "leaves" or args.split == "train":
             val_ds = load_dataset(args.data, root=args.root, split="val", profile=prof, size=size,
                                   family=args.family, num=min(prof.n_val, 64), **leaves)
+        from rsis_lite.validate import check_checkpoint_output, input_folders
+
+        check_checkpoint_output(args.out, input_folders(train_ds), init=args.init)
         spec = data_spec(args.data, train_ds, size, args.split, prof.name)
         cls = get_system(args.model)
         model_cfg, cfg = cls.recipe(prof, spec, steps=args.steps, batch_size=args.batch_size, lr=args.lr,

@@ -87,6 +87,7 @@ def check_output_dir(out: str | Path, inputs: Iterable[Path], will_write: Iterab
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{flag} {out} is a file; give a folder (it is created if missing)")
+    _check_parents(out, flag)
     real = out.resolve()
     for folder in inputs:
         folder = Path(folder).resolve()
@@ -109,9 +110,26 @@ def check_output_file(path: str | Path | None, flag: str) -> Path | None:
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{flag} {path} is a folder; give a file name, e.g. {path / 'out'}")
+    _check_parents(path, flag)
+    return path
+
+
+def _check_parents(path: Path, flag: str) -> None:
+    """The nearest existing ancestor of ``path`` must be a folder (so the folders can be made)."""
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if parent.exists() and not parent.is_dir():
         raise ConfigError(f"{flag} {path}: {parent} is a file, not a folder")
-    return path
+
+
+def check_checkpoint_output(out: str | Path, inputs: Iterable[Path], init: str | Path | None = None) -> Path:
+    """``train --out``: a file path, not the ``--init`` checkpoint, not inside the data's folders."""
+    out = check_output_file(out, "--out")
+    real = out.resolve()
+    if init is not None and Path(init).resolve() == real:
+        raise ConfigError(f"--out {out} is the --init checkpoint; fine-tuning writes a new file, give another --out")
+    for folder in inputs:
+        if _inside(real, Path(folder).resolve()):
+            raise ConfigError(f"--out {out} lies inside the input folder {folder}; write checkpoints elsewhere")
+    return out

@@ -243,3 +243,24 @@ def test_files_get_the_users_umask(tmp_path):
         os.umask(old)
     modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
     assert modes == {"ck.pt": 0o644, "a.png": 0o644, "plain": 0o644}
+
+
+def test_train_never_writes_over_its_inputs(dataset, tmp_path, capsys):
+    init = tmp_path / "init.pt"
+    init.write_bytes(Path(SHIPPED).read_bytes())
+    before = init.read_bytes()
+    assert main(["train", "--steps", "1", "--init", str(init), "--out", str(init)]) == 2
+    one_clean_line(capsys.readouterr().err, "--init")
+    assert init.read_bytes() == before
+    assert main(["train", "--data", "folder", "--root", str(dataset), "--steps", "1", "--batch-size", "2",
+                 "--out", str(dataset / "images" / "x.pt")]) == 2
+    one_clean_line(capsys.readouterr().err, "input folder")
+    assert not (dataset / "images" / "x.pt").exists()
+
+
+def test_an_output_below_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert main(["export", "--num", "1", "--out", str(tmp_path / "f" / "sub")]) == 2
+    one_clean_line(capsys.readouterr().err, "is a file")
+    assert main(["predict", "--checkpoint", str(tmp_path), "--num", "1", "--out", str(tmp_path / "p")]) == 2
+    one_clean_line(capsys.readouterr().err, "is a folder")
