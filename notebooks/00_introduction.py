@@ -41,14 +41,26 @@ print(env_report())
 # %% [markdown]
 # # 00 Introduction: instances, one at a time
 #
-# This notebook sets the stage for the course. It states the problem (segmenting every object
-# separately, not only "object vs background"), explains why the three systems we rebuild emit one
-# object per step and learn when to stop, tours the three datasets we use (synthetic leaf rosettes,
-# CVPPP leaves, DSB2018 nuclei), builds an interactive dataset browser, and shows how an instance
-# segmentation is stored and batched: label maps, mask stacks, padding and joint augmentation.
-# Everything here runs on a CPU in seconds.
+# This notebook sets the stage for the course. It states the problem: segmenting every object on
+# its own, not only "object against background". It explains why the three systems we rebuild
+# output one object per step and learn when to stop. Then it tours the three datasets we use
+# (synthetic leaf rosettes, CVPPP leaves, DSB2018 nuclei) and compares the synthetic rosettes
+# with real CVPPP plants. Last, it shows how an instance segmentation is stored and batched.
 #
-# Previous: none (this is the first notebook) | Next: [01 The ConvLSTM cell](01_convlstm.ipynb)
+# **You will be able to**
+#
+# * say what separates instance segmentation from semantic segmentation, and why a varying count
+#   and the lack of a natural order make it hard for a network with a fixed output;
+# * load the course's three datasets through one interface, `ds[i] -> (image, labels)`, and say
+#   how the synthetic rosettes differ from real CVPPP A1 plants;
+# * convert between label maps and mask stacks, renumber ids without gaps, sort instances by
+#   area, pad and batch scenes with different counts;
+# * augment an image and its label map together without inventing ids.
+#
+# **Prerequisites.** Python, NumPy and PyTorch tensors; no earlier notebook.
+#
+# **Run time.** About 15 s on a 2-core CPU with the quick profile (measured: `jupyter nbconvert
+# --execute` took 13 s of wall time at low load, 26 s while other jobs shared the cores).
 
 # %% [markdown]
 # **Setup.** Matplotlib draws inline; the profile (`quick` on CPU, `full` on a GPU, or
@@ -119,7 +131,9 @@ print("foreground pixels:", int(foreground.sum()), "| leaves:", int(labels.max()
 #   size: a network with a fixed number of output channels does not fit. Counting is itself one of
 #   the CVPPP scores (|DiC|, the error in the leaf count).
 # * **No natural order.** Which leaf is "instance 1"? Any permutation of the ids is the same
-#   answer, so a loss cannot compare prediction $k$ with target $k$ blindly.
+#   answer, so a loss cannot compare prediction $k$ with target $k$ blindly. In the words of the
+#   RIS paper (Romera-Paredes & Torr, Sec. 1), instance segmentation "requires the clustering of
+#   pixels to be evaluated with a loss function invariant to the permutation of this assignment".
 #
 # The count varies a lot even in our small synthetic scenes (the profile's validation set):
 
@@ -132,26 +146,35 @@ print(f"{len(val_leaves)} scenes; leaves per scene -> number of scenes:", dict(s
 # %% [markdown]
 # ### The recurrent idea: count with your finger
 #
-# How do people count overlapping leaves? Point at one, remember that it is done, move to the next,
-# and stop when none is left. The three systems of this course turn that into a network: a
-# recurrent model looks at the image and **emits one instance per step**, keeps a **memory of what
-# it has already segmented**, and outputs a **stop signal** (a confidence) at every step. The number
-# of steps taken *is* the count, and a variable number of objects is no longer a problem.
+# How do people count overlapping leaves? They point at one, remember that it is done, move on to
+# the next, and stop when none is left. The three systems of this course build that into a
+# network. A recurrent model looks at the image and **outputs one instance per step**. It keeps a
+# **memory of what it has already segmented**, and at every step it outputs a **stop signal** (a
+# confidence). The number of steps it takes *is* the count, so a varying number of objects is no
+# longer a problem. RIS describes its network as one "that sequentially finds objects and their
+# segmentations one at a time" (Romera-Paredes & Torr, Abstract).
 #
-# > "All three emit one instance per step and learn when to stop." (`systems.md`, common ground)
+# All three systems also solve the order problem the same way: **in training, predictions are
+# paired with ground-truth instances by the Hungarian algorithm on soft IoU** (notebook 03). Ren &
+# Zemel and RSIS in addition sort the ground truth by area, largest first. The sort fixes the order
+# in which targets are stored (and, for Ren & Zemel, which ground-truth masks may be written to the
+# canvas during training); it does not replace the matching. Details and the papers' sections are in
+# [references.md](references.md).
 #
 # | | RIS (Romera-Paredes & Torr, ECCV 2016) | Recurrent attention (Ren & Zemel, CVPR 2017) | RSIS (Salvador et al., 2017) |
 # |---|---|---|---|
 # | encoder | small CNN (4 conv 3×3, 30 ch.) trained from scratch | box CNN over [image, canvas] + soft-attention glimpses, DRAW-style Gaussian crop | ResNet-101 (ImageNet), 5 feature levels |
 # | memory of what is done | ConvLSTM state (implicit) | explicit canvas $c_{t+1} = \max(c_t, \hat y_t)$ | 5 stacked ConvLSTMs, one per level (implicit) |
 # | stop signal | confidence $s_t$, stop when $s_t < 0.5$ | score $s_t$, monotone score loss | stop logit (+ class, class 0 = end) |
-# | target order | chosen by Hungarian matching | sorted by area, largest first | sorted by area, largest first (+ matching) |
-# | CVPPP A1 SBD (test set) | 56.8 (66.6 with CRF) | 84.9 | 70.6 |
+# | pairing of predictions and targets in training | Hungarian on soft IoU | Hungarian on soft IoU | Hungarian on soft IoU |
+# | stored order of the ground truth | none needed | by area, largest first | by area, largest first, padded to 20 |
+# | CVPPP A1 SBD (test set) | 66.6 with CRF (56.8 without) | 84.9 | 70.6 |
 #
-# The SBD values are the papers' own **test-set** numbers: the 33 test labels of CVPPP A1 were
-# never published and the organisers scored submissions. Every number this course computes on the
-# 128 training images is a *validation* number and is not directly comparable. (RIS's 56.8 without
-# CRF comes from our reference notes, which mark it as not yet re-checked against the paper.)
+# The SBD values are the papers' own **test-set** numbers. The 33 test label maps of CVPPP A1 were
+# never published, and the organisers scored the submissions. Every number this course computes on
+# the 128 training images is a *validation* number and cannot be compared directly. (This project
+# has not checked RIS's 56.8 without the CRF against the paper's table; see
+# [references.md](references.md).)
 
 # %% [markdown]
 # ## 2. The plan of the course
@@ -303,7 +326,105 @@ print("A1.csv counts match the label maps:", all(fixture.counts[fixture.ids[i]] 
                                                  for i in range(len(fixture))))
 
 # %% [markdown]
-# ### 3.3 Nuclei (DSB2018 subset, shipped)
+# ### 3.3 How close are the synthetic rosettes to CVPPP A1?
+#
+# The synthetic rosettes stand in for CVPPP, so we should know where they differ. Summary
+# statistics of 103 real A1 training plants are collected in [references.md](references.md):
+# 11 to 20 leaves (mean 16.2), a plant covering a median 13 % of the image, and a median leaf of
+# 5.5 % of its plant. The cell below measures the same quantities on two sets of synthetic scenes:
+# the profile's validation scenes (what the course trains and evaluates on) and 64 rosettes
+# drawn with 11 to 20 leaves at 128×128. The areas are fractions of the image or of the plant, so
+# the comparison does not depend on the image size.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+Q = (5, 25, 50, 75, 95)                                         # percentiles, as in references.md
+CVPPP_A1 = {                                                   # 103 training plants (references.md)
+    "count": dict(zip(range(11, 21), (2, 1, 2, 9, 26, 19, 15, 17, 9, 3))),
+    "plant / image": (0.060, 0.096, 0.134, 0.173, 0.208),
+    "leaf / image": tuple(a / (530 * 500) for a in (224, 778, 1790, 3387, 5316)),
+    "leaf / plant": (0.007, 0.023, 0.055, 0.097, 0.130),
+    "elongation": (1.16, 1.42, 1.75, 2.08, 2.71),
+}
+
+
+def rosette_stats(ds):
+    """Leaf counts and area/shape percentiles of a dataset of (image, labels) scenes."""
+    count, plant, leaf_img, leaf_plant, elong = collections.Counter(), [], [], [], []
+    for i in range(len(ds)):
+        lab = ds[i][1].numpy()                                 # (H, W) int64
+        fg = int((lab > 0).sum())
+        count[int(lab.max())] += 1
+        plant.append(fg / lab.size)
+        for k in range(1, int(lab.max()) + 1):
+            ys, xs = np.nonzero(lab == k)
+            leaf_img.append(len(ys) / lab.size)
+            leaf_plant.append(len(ys) / fg)
+            if len(ys) >= 3:                                   # sqrt of the eigenvalue ratio of the pixel covariance
+                ev = np.linalg.eigvalsh(np.cov(np.stack([ys, xs]).astype(float)))
+                elong.append(float(np.sqrt(ev[1] / max(ev[0], 1e-9))))
+    pct = lambda v: tuple(np.percentile(v, Q))                 # noqa: E731
+    return {"count": dict(sorted(count.items())), "plant / image": pct(plant), "leaf / image": pct(leaf_img),
+            "leaf / plant": pct(leaf_plant), "elongation": pct(elong)}
+
+
+real_like = SyntheticLeaves(64, size=128, seed=1000, min_leaves=11, max_leaves=20)
+stats = {"CVPPP A1 (real)": CVPPP_A1,
+         f"synthetic val ({profile.image_size} px, {profile.min_leaves}-{profile.max_leaves})": rosette_stats(val_leaves),
+         "synthetic (128 px, 11-20)": rosette_stats(real_like)}
+for name, st in stats.items():
+    n = sum(st["count"].values())
+    mean = sum(k * v for k, v in st["count"].items()) / n
+    print(f"{name}: {n} plants, leaves {min(st['count'])}-{max(st['count'])}, mean {mean:.1f}")
+    for key in ("plant / image", "leaf / image", "leaf / plant", "elongation"):
+        print(f"    {key:<14} 5/25/50/75/95 %: " + "  ".join(f"{v:.3g}" for v in st[key]))
+
+# %% [markdown]
+# What the numbers say:
+#
+# * **Count.** The profile's scenes have 2 to 8 leaves against CVPPP's 11 to 20. The
+#   rosettes drawn with 11 to 20 leaves match the real range.
+# * **Plant size.** The quick scenes' plants cover about as much of the image as real ones
+#   (median 0.14 against 0.13). The 11-to-20-leaf rosettes are too large: they cover about twice
+#   as much (0.29).
+# * **Leaf size.** With 2 to 8 leaves each leaf is a much larger share of its plant than in
+#   CVPPP (median 0.16 against 0.055). With 11 to 20 leaves the share matches (0.06). The real
+#   leaves span a wider range (5 % to 95 %: 0.007 to 0.13) because the young leaves in the middle
+#   are tiny; the synthetic ones are more alike.
+# * **Shape.** The elongation is close: synthetic leaves are a little longer (median about 2.0
+#   against 1.75).
+#
+# So the quick scenes are an easier problem than A1: fewer and larger leaves, and no crowd of
+# tiny leaves in the centre. Keep that in mind when notebook 05 puts our synthetic-leaf scores
+# next to the papers' CVPPP numbers.
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+colours = ("k", "C0", "C1")
+for (name, st), col, off in zip(stats.items(), colours, (-0.27, 0.0, 0.27)):
+    n = sum(st["count"].values())
+    ks = np.array(list(st["count"]))
+    axes[0].bar(ks + off, [v / n for v in st["count"].values()], width=0.27, color=col, label=name)
+    lo, q1, med, q3, hi = st["leaf / plant"]
+    y = list(stats).index(name)
+    axes[1].plot([lo, hi], [y, y], color=col, lw=1)                      # 5 % to 95 %
+    axes[1].plot([q1, q3], [y, y], color=col, lw=6, solid_capstyle="butt")  # 25 % to 75 %
+    axes[1].plot([med], [y], "w|", ms=10, mew=2)                          # median
+axes[0].set_xlabel("leaves per plant", fontsize=9)
+axes[0].set_ylabel("fraction of plants", fontsize=9)
+axes[0].set_title("leaf count: the quick scenes have far fewer leaves", fontsize=9)
+axes[0].legend(fontsize=7)
+axes[1].set_xscale("log")
+axes[1].set_yticks(range(len(stats)), list(stats), fontsize=8)
+axes[1].invert_yaxis()
+axes[1].set_xlabel("leaf area / plant area (5-25-50-75-95 %)", fontsize=9)
+axes[1].set_title("leaf size: quick-scene leaves are 3x larger, real ones vary more", fontsize=9)
+axes[1].grid(alpha=0.3, axis="x")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ### 3.4 Nuclei (DSB2018 subset, shipped)
 #
 # Real data we are allowed to ship: 40 crops of 128×128 from the Kaggle Data Science Bowl 2018
 # stage-1 training set (Broad Institute, BBBC038v1, community-fixed version), licensed **CC0**
@@ -332,6 +453,10 @@ if HAVE_NUCLEI:
           "| total:", sum(n_counts))
 else:
     print("data/nuclei not found (a pip install has no data/ folder): clone the repository to use it")
+
+# %% [markdown]
+# Every fourth crop, with its nucleus count in the title. Look at how small and scattered the
+# instances are compared with leaves, and at the few colour (stained) crops among the grey ones.
 
 # %%
 if HAVE_NUCLEI:
@@ -424,10 +549,10 @@ print("pixels per mask:", masks.flatten(1).sum(1).tolist())
 # %%
 fig, axes = plt.subplots(1, K + 1, figsize=(1.5 * (K + 1), 1.7))
 axes[0].imshow(colorize(labels), interpolation="nearest")
-axes[0].set_title("label map", fontsize=8)
+axes[0].set_title("label map", fontsize=9)
 for k in range(1, K + 1):
     axes[k].imshow(masks[k - 1].numpy()[..., None] * instance_color(k)[None, None], interpolation="nearest")
-    axes[k].set_title(f"masks[{k - 1}]", fontsize=8)
+    axes[k].set_title(f"masks[{k - 1}]", fontsize=9)
 for ax in axes:
     ax.axis("off")
 plt.show()
@@ -435,9 +560,10 @@ plt.show()
 # %% [markdown]
 # ### 5.2 Gaps in the ids
 #
-# Label files may skip ids (an annotator deleted a leaf, a crop cut one out). The CVPPP scoring code
-# counts instances as `max - min` (`systems.md`, Metrics), and slice `id - 1` of a stack would be
-# empty, so every loader renumbers to 1..K keeping the order: `relabel_sequential`.
+# Label files may skip ids (an annotator deleted a leaf, a crop cut one out). The CVPPP organisers'
+# scoring code counts instances as `max - min` of the ids (see [references.md](references.md),
+# Metrics), and slice `id - 1` of a stack would be empty. So every loader renumbers the ids to 1..K,
+# keeping their order: `relabel_sequential`.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -451,14 +577,15 @@ print("mask stack of the gappy map:", tuple(labels_to_masks(gappy).shape), "(2 s
 # %% [markdown]
 # ### 5.3 Which instance comes first?
 #
-# A recurrent model needs a target for step 1, step 2, ... The systems differ:
-#
-# > Ren & Zemel: "Ground-truth instances are sorted by area, largest first." RSIS: "Targets:
-# > instances sorted by area, largest first, padded to a fixed maximum (20)." (`systems.md`)
-#
-# RIS instead lets the Hungarian matching choose, at every training step, the assignment of
-# predictions to targets that gives the lowest loss (notebook 03). `sort_by_area` renumbers a label
-# map so that id 1 is the largest instance; the colours follow the new ids.
+# A recurrent model outputs step 1, step 2, ... and the loss must know which target each step is
+# compared with. As section 1 said, all three systems answer with the Hungarian matching: at every
+# training step, the pairing of predictions and targets with the highest total soft IoU is chosen
+# (notebook 03), whatever order the targets are stored in. Ren & Zemel and RSIS also store the
+# targets sorted by area, largest first, and RSIS pads them to 20. The stored order then does not
+# depend on how the annotator numbered the leaves, and Ren & Zemel use it for the ground-truth masks
+# they write to the canvas in training (Ren & Zemel, Part A; RSIS, training targets; see
+# [references.md](references.md)). `sort_by_area` renumbers a label map so that id 1 is the
+# largest instance; the colours follow the new ids.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -511,7 +638,8 @@ print("valid:", batch["valid"].int().tolist())
 # %% [markdown]
 # ### 5.6 Joint augmentation
 #
-# RIS trains on leaves with "horizontal flip and rotation by a uniform angle" (`systems.md`). The
+# RIS augments its leaf images with horizontal flips and rotations by an angle drawn uniformly
+# from $[0, 2\pi)$ (Romera-Paredes & Torr, leaf experiments; [references.md](references.md)). The
 # image and its label map must move together, and the label map must stay a map of exact ids: a
 # bilinear rotation blends id 3 and id 5 into a meaningless 4. `JointAugment` applies the same
 # random geometry to both, resampling labels with nearest neighbour, so ids are only copied, never
@@ -541,20 +669,171 @@ for ax, im, t in zip(axes, (to_rgb(image), colorize(labels), to_rgb(aug_img), co
     ax.axis("off")
 plt.show()
 
+# %%
+fixture_dir.cleanup()  # remove the temporary CVPPP fixture
+
 # %% [markdown]
 # ## Summary
 #
-# * Instance segmentation = a label map with one id per object; the count varies, objects touch
-#   and hide each other, and there is no natural order.
-# * RIS, Ren & Zemel and RSIS all emit one instance per step, remember what is done and learn when
-#   to stop.
-# * Three datasets share one interface: synthetic rosettes (deterministic, embedded), CVPPP (yours,
-#   licensed; the loader is tested on a fixture in its exact format) and DSB2018 nuclei (shipped, CC0).
-# * Label map <-> mask stack, gapless ids, area order, padding with `valid`, batch collation and
-#   id-preserving augmentation are the plumbing every later notebook uses.
+# * Instance segmentation gives each object its own id in a label map. The count varies, objects
+#   touch and hide each other, and there is no natural order.
+# * RIS, Ren & Zemel and RSIS all output one instance per step, remember what is done and learn
+#   when to stop. All three pair predictions with targets by Hungarian matching on soft IoU.
+# * Three datasets share one interface: synthetic rosettes (deterministic, built in), CVPPP (your own
+#   licensed copy; the loader is tested on a fixture in its exact format) and DSB2018 nuclei
+#   (shipped, CC0). The quick synthetic scenes have fewer and larger leaves than CVPPP A1.
+# * Every later notebook uses the same plumbing: label map and mask stack, ids without gaps, area
+#   order, padding with `valid`, batch collation and augmentation that keeps the ids.
 #
 # Next: [01 The ConvLSTM cell](01_convlstm.ipynb), the memory that carries "what is done" from step
 # to step.
 
-# %%
-fixture_dir.cleanup()  # remove the temporary CVPPP fixture
+# %% [markdown]
+# ## Exercises
+#
+# **1. Counting by `max - min`** (warm-up). The CVPPP scorer counts the instances of a label map as
+# `max - min` of its ids. How many leaves does it count in a map whose ids are {0, 2, 7}? What
+# changes after `relabel_sequential`?
+#
+# <details><summary>Solution</summary>
+#
+# It counts 7 leaves where there are 2. After renumbering the ids are {0, 1, 2}, and
+# `max - min` = 2 is right.
+#
+# ```python
+# import torch
+# from rsis_lite.data import relabel_sequential
+#
+# gappy = torch.tensor([[0, 2, 2],
+#                       [0, 7, 7]])
+# count = lambda lab: int(lab.max() - lab.min())   # the scorer's rule
+# assert count(gappy) == 7                          # two leaves, counted as seven
+# assert count(relabel_sequential(gappy)) == 2
+# print("max - min before:", count(gappy), "| after relabel_sequential:", count(relabel_sequential(gappy)))
+# ```
+#
+# </details>
+#
+# **2. A mask stack in one line.** Write `to_masks(labels)` so that it turns a label map (H, W)
+# into a boolean stack (K, H, W) with a single broadcast comparison (no Python loop). Check it
+# against `labels_to_masks` on five validation scenes.
+#
+# <details><summary>Solution</summary>
+#
+# Compare the map, shaped (1, H, W), with the ids 1..K, shaped (K, 1, 1): broadcasting gives
+# (K, H, W).
+#
+# ```python
+# import torch
+# from rsis_lite.data import labels_to_masks, load_dataset
+#
+# def to_masks(labels):
+#     K = int(labels.max())
+#     return labels[None] == torch.arange(1, K + 1)[:, None, None]   # (K, H, W) bool
+#
+# ds = load_dataset("leaves", split="val")
+# for i in range(5):
+#     lab = ds[i][1]
+#     assert torch.equal(to_masks(lab), labels_to_masks(lab))
+# print("to_masks == labels_to_masks on 5 scenes")
+# ```
+#
+# </details>
+#
+# **3. `sort_by_area` from scratch.** Renumber a label map so that id 1 is the largest instance,
+# id 2 the next, and so on, keeping the background at 0. Use `torch.bincount` and a lookup table.
+# Check on ten scenes that the areas fall step by step and equal those of `sort_by_area`.
+#
+# <details><summary>Solution</summary>
+#
+# `bincount` gives the area of every id. `argsort` puts the old ids in order of falling area,
+# and a lookup table `new_id[old]` renumbers every pixel at once. `stable=True` keeps leaves of
+# equal area in their old order.
+#
+# ```python
+# import torch
+# from rsis_lite.data import load_dataset, sort_by_area
+#
+# def my_sort_by_area(labels):
+#     areas = torch.bincount(labels.flatten())[1:]                  # area of ids 1..K
+#     order = torch.argsort(areas, descending=True, stable=True)    # old ids - 1, largest first
+#     new_id = torch.zeros(len(areas) + 1, dtype=labels.dtype)      # new_id[0] = 0: background
+#     new_id[order + 1] = torch.arange(1, len(areas) + 1, dtype=labels.dtype)
+#     return new_id[labels]
+#
+# ds = load_dataset("leaves", split="val")
+# for i in range(10):
+#     lab = ds[i][1]
+#     a = torch.bincount(my_sort_by_area(lab).flatten())[1:]
+#     assert (a[:-1] >= a[1:]).all()                                # id 1 is the largest
+#     assert torch.equal(a, torch.bincount(sort_by_area(lab).flatten())[1:])
+# print("areas fall with the id and match sort_by_area on 10 scenes")
+# ```
+#
+# </details>
+#
+# **4. Exact and inexact geometry.** A 90° rotation moves every pixel to another pixel; a 30°
+# rotation must resample. Show that `torch.rot90` of a label map keeps every instance's area
+# exactly, that a 30° rotation with nearest-neighbour sampling keeps the ids but changes the areas
+# a little, and that a bilinear 30° rotation invents ids.
+#
+# <details><summary>Solution</summary>
+#
+# ```python
+# import torch
+# from torchvision.transforms import InterpolationMode
+# from torchvision.transforms.v2 import functional as TF
+# from rsis_lite.data import load_dataset
+#
+# image, labels = load_dataset("leaves", split="val")[3]
+# K = int(labels.max())
+# areas = lambda lab: torch.bincount(lab.flatten(), minlength=K + 1)[1:]   # noqa: E731
+#
+# turned = torch.rot90(labels, 1, dims=(0, 1))
+# assert torch.equal(areas(turned), areas(labels))                  # a permutation of pixels
+#
+# near = TF.rotate(labels[None], 30, interpolation=InterpolationMode.NEAREST)[0]
+# assert set(near.unique().tolist()) <= set(labels.unique().tolist())   # ids are only copied
+# print("areas before:", areas(labels).tolist())
+# print("after 30° nearest:", areas(near).tolist())
+#
+# blurred = TF.rotate(labels[None].float(), 30, interpolation=InterpolationMode.BILINEAR)[0]
+# assert (~torch.isin(blurred, labels.unique().float())).any()      # values that are no id
+# ```
+#
+# </details>
+#
+# **5. Why not a fixed order?** (discussion) Ren & Zemel and RSIS store the targets sorted by area.
+# Why do they still need the Hungarian matching? What would a loss that compares step $t$ with
+# the $t$-th largest leaf do to a model that segments a perfect leaf, but not the largest one,
+# at step 1?
+#
+# <details><summary>Solution</summary>
+#
+# With a fixed order, a perfect mask of the second-largest leaf at step 1 would score badly against
+# the largest leaf. The loss would then push the model toward one particular order, even when
+# two leaves are almost the same size and their order flips with a few pixels. The matching makes
+# the loss depend only on the *set* of masks: each step is compared with the leaf it covers best
+# under a one-to-one pairing. The area sort still has uses: targets are stored in an order that
+# does not depend on the annotator, and Ren & Zemel use that order for the ground-truth masks they
+# write to the canvas in training.
+#
+# </details>
+
+# %% [markdown]
+# ## References
+#
+# * B. Romera-Paredes, P. H. S. Torr, *Recurrent Instance Segmentation*, ECCV 2016,
+#   [arXiv:1511.08250](https://arxiv.org/abs/1511.08250) (Sec. 1 and Abstract quoted above).
+# * M. Ren, R. S. Zemel, *End-to-End Instance Segmentation with Recurrent Attention*, CVPR 2017,
+#   [arXiv:1605.09410](https://arxiv.org/abs/1605.09410).
+# * A. Salvador et al., *Recurrent Neural Networks for Semantic Instance Segmentation*, 2017,
+#   [arXiv:1712.00617](https://arxiv.org/abs/1712.00617).
+# * H. Scharr et al., *Leaf segmentation in plant phenotyping: a collation study*, Machine Vision and
+#   Applications 27, 2016 (CVPPP and its metrics).
+# * J. C. Caicedo et al., *Nucleus segmentation across imaging experiments: the 2018 Data Science
+#   Bowl*, Nature Methods 16, 2019.
+# * In this repository: [references.md](references.md) (facts from the papers, with their sections,
+#   and the CVPPP A1 statistics), `rsis_lite/data/` (datasets, masks, augmentation),
+#   `rsis_lite/viz.py` (the course colours), `rsis_lite/widgets/browse.py` (the browser),
+#   [data/README.md](../data/README.md) (licences) and `data/nuclei/README.md` (where each nuclei crop comes from).

@@ -47,6 +47,23 @@ print(env_report())
 # `rsis_lite.nn.ConvLSTMCell` and against PyTorch's own `nn.LSTMCell`, and then looks at what the
 # convolutions buy: weights shared over space, a state that is a map, and a receptive field that
 # grows with every step. It ends with a hand-set cell that floods a leaf rosette, one pixel per step.
+#
+# **You will be able to**
+#
+# * write one ConvLSTM step from the gate equations and check it against a reference
+#   implementation;
+# * map a 1×1 ConvLSTM onto `torch.nn.LSTMCell`, including PyTorch's different gate order;
+# * explain why RIS starts the i, f and o gate biases at 1, and what the forget gate does to the
+#   memory over many steps;
+# * predict how far information travels through a ConvLSTM in $t$ steps (kernel size, layers,
+#   dilation), and measure it;
+# * read the cell state $c_t$ of a hand-built ConvLSTM as a map of "steps since the front arrived".
+#
+# **Prerequisites.** [00 Introduction](00_introduction.ipynb). The LSTM equations (recalled below),
+# 2-D convolution and `torch.nn.functional.conv2d`.
+#
+# **Run time.** About 15 s on a 2-core CPU with the quick profile (measured: `jupyter nbconvert
+# --execute` took 12.5 s of wall time at low load, 29 s while other jobs shared the cores).
 
 # %%
 # %matplotlib inline
@@ -86,13 +103,14 @@ print(f"profile: {profile.name}")
 # \end{aligned}
 # $$
 #
-# The **ConvLSTM** (Shi et al. 2015) keeps exactly these equations but makes $x_t$, $h_t$, $c_t$
-# and every gate a stack of feature maps $(C, H, W)$ and replaces every matrix product $W x$ by a
-# convolution $W * x$. From the reference facts of RIS:
-#
-# > Gates from `conv_x(x_t) + conv_h(h_{t-1})`, split in order i, f, o, g; i, f, o = sigmoid,
-# > g = tanh; `c_t = f*c_{t-1} + i*g`, `h_t = o*tanh(c_t)`. No peepholes. The biases of the i, f, o
-# > gates start at 1. The same feature map is the input at every step; state starts at zero.
+# The **ConvLSTM** (Shi et al. 2015) keeps exactly these equations. It makes $x_t$, $h_t$, $c_t$
+# and every gate a stack of feature maps $(C, H, W)$, and it replaces every matrix product $W x$
+# by a convolution $W * x$. RIS uses this cell as its memory (Romera-Paredes & Torr, Figure 2). The
+# gates are computed as `conv_x(x_t) + conv_h(h_{t-1})` and split in the order i, f, o, g, with
+# sigmoids on i, f, o and a tanh on g. There are no peephole connections. The i, f and o biases
+# start at 1, the state starts at zero, and the same feature map is the input at every step. (The
+# gate order and the initial biases are details of the authors' implementation; see
+# [references.md](references.md).)
 #
 # ## 2. One step, gate by gate
 #
@@ -153,8 +171,7 @@ print("initial state is zero:", not zeros[0].any().item() and not zeros[1].any()
 # %% [markdown]
 # ### The initial biases
 #
-# > The biases of the i, f, o gates start at 1.
-#
+# In RIS the biases of the i, f and o gates start at 1 ([references.md](references.md)). Why?
 # $\sigma(1) \approx 0.73$: from the first step the cell writes, keeps and shows most of what it
 # computes. The forget-gate bias matters most: a forget gate near 0.5 would halve the memory at every
 # step, so gradients through $c$ would vanish over a few steps (Gers et al. 2000; Jozefowicz et al.
@@ -271,25 +288,27 @@ for name, hs_rf in responses.items():
 # the ConvLSTM's; notebook 02 measures both and shows why our quick recipe adds dilations.
 
 # %%
-fig, axes = plt.subplots(1, T_rf, figsize=(9, 1.8))
+fig, axes = plt.subplots(1, T_rf, figsize=(10, 2.1), layout="constrained")
 hs_1 = responses["1 layer"][0]                                 # (T, 4, S, S)
 for t, ax in enumerate(axes):
     m = hs_1[t].abs().amax(0)                                  # (S, S) strongest channel
-    ax.imshow(np.log10(m.numpy() + 1e-12), cmap="viridis", vmin=-8, vmax=0, interpolation="nearest")
+    im = ax.imshow(np.log10(m.numpy() + 1e-12), cmap="viridis", vmin=-8, vmax=0, interpolation="nearest")
     w = response_width(hs_1[t:t + 1])
     ax.add_patch(plt.Rectangle((S // 2 - w / 2, S // 2 - w / 2), w, w, fill=False, ec="w", lw=0.8))
     ax.set_title(f"$h_{{{t + 1}}}$: {w}×{w}", fontsize=9)
     ax.axis("off")
-fig.suptitle("log10 |h_t| after a single bright pixel (3×3 kernels, 1 layer)", fontsize=9)
-fig.tight_layout()
+cbar = fig.colorbar(im, ax=list(axes), shrink=0.85, label="log10 |h| (-8 or less, or exactly 0)")
+cbar.ax.tick_params(labelsize=8)
+fig.suptitle("one bright input pixel: the non-zero square of $h_t$ grows by 2 pixels per step "
+             "(3×3 kernels, 1 layer)", fontsize=9)
 plt.show()
 
 # %% [markdown]
 # ## 6. A stack, and the input convolution computed once
 #
-# RIS stacks two ConvLSTM layers: layer $k$'s input at step $t$ is layer $k-1$'s $h_t$. And RIS
-# feeds the **same** feature map at every step ("The same feature map is the input at every step"),
-# so the first layer's `conv_x(x)` is the same at every step. `ConvLSTM.forward` on a constant
+# RIS stacks two ConvLSTM layers: layer $k$'s input at step $t$ is layer $k-1$'s $h_t$. RIS also
+# feeds the **same** feature map at every step (Romera-Paredes & Torr, Figure 1), so the first
+# layer's `conv_x(x)` is the same at every step. `ConvLSTM.forward` on a constant
 # `(B, C, H, W)` input computes it once and reuses it; here we check that this gives exactly what a
 # plain unroll gives when it recomputes `conv_x(x)` at every step.
 
@@ -338,9 +357,9 @@ print(f"MACs per pixel and step: plain {per_step:,}, cached {per_step - saved:,}
 #   $g = \tanh\big(K\,(\text{seed} + \sum_{3\times3} h_{t-1})\big)$ is then close to 1;
 # * channel 1, "soil from the border": the same with the border as seed and the gate open on soil.
 #
-# (A first version tested the neighbours in $g$ only, with $i$ open on all foreground: tiny values
-# then grew by about $K$ per step and ran ahead of the front. A sigmoid with a bias is a clean
-# threshold, which is what gates are for.)
+# Why put the test in the input gate and not in $g$? A sigmoid with a large gain and a bias is a
+# clean threshold, which is what gates are for. A $g$ that only summed the neighbours would let
+# tiny values grow by a factor of about $K$ per step, and they would run ahead of the front.
 #
 # Since $f\approx 1$ and $i\cdot g\approx 1$ once a pixel is reached, $c_t$ grows by one per step
 # there: **$c_t$ counts the steps since the front arrived** (a geodesic distance map), while
@@ -431,19 +450,151 @@ print({k: round(v, 3) if isinstance(v, float) else v for k, v in w.result.items(
 # %%
 fig = plot_states(marked, hs, cs, t=20, channel=0, channel_names=names)
 plt.show()
-fig = plot_states_over_time(hs, cs, times=[1, 5, 10, 20, 30, 40], channel=0, channel_name=names[0])
+fig = plot_states_over_time(hs, cs, times=[1, 5, 10, 20, 30, 40], channel=0,
+                           channel_name=f"{names[0]}: $h_t$ only says 'reached', $c_t$ counts the steps since the front arrived")
 plt.show()
-fig = plot_states_over_time(hs, cs, times=[1, 5, 10, 20, 30, 40], channel=1, channel_name=names[1])
+fig = plot_states_over_time(hs, cs, times=[1, 5, 10, 20, 30, 40], channel=1,
+                           channel_name=f"{names[1]}: the same flood on the soil, stopped at the plant")
 plt.show()
 
 # %% [markdown]
 # ## What we have
 #
 # * A ConvLSTM step is the LSTM with convolutions: gates i, f, o, g from `conv_x(x) + conv_h(h)`,
-#   biases of i, f, o at 1, zero initial state; the package's `ConvLSTMCell` is exactly our
-#   gate-by-gate version, and a 1×1 one is `nn.LSTMCell` with the gate rows permuted.
-# * The state is a map, the weights are shared over space (65 thousand parameters instead of
-#   $8\times 10^{11}$), and every step widens the receptive field by one kernel radius.
+#   the i, f and o biases at 1, and a zero initial state. The package's `ConvLSTMCell` is exactly
+#   our gate-by-gate version, and a 1×1 one is `nn.LSTMCell` with the gate rows permuted.
+# * The state is a map and the weights are shared over space (65 thousand parameters instead of
+#   $8\times 10^{11}$). Every step widens the receptive field by one kernel radius.
 # * For a constant input the first layer's input convolution is computed once.
+# * The memory lives in $c$. In the hand-set flood, $c_t$ counts the steps since the front
+#   arrived, while $h_t$ only says "reached".
 #
 # Next, notebook 02 puts this cell between a feature extractor and the RIS output heads.
+
+# %% [markdown]
+# ## Exercises
+#
+# **1. How long does the memory last?** (warm-up) With the input gate closed ($i = 0$) and no
+# input, $c_t = f\,c_{t-1}$, so $c_t = f^t c_0$. For a forget-gate bias $b_f$ of 0, 1 and 3 (all
+# other forget weights 0), after how many steps has the memory halved? Check it with a 1×1
+# `ConvLSTMCell` whose weights you set by hand.
+#
+# <details><summary>Solution</summary>
+#
+# $f = \sigma(b_f)$ and the memory halves after $\ln 0.5 / \ln f$ steps: 1 step for $b_f = 0$
+# ($f = 0.5$), 2.2 steps for $b_f = 1$ ($f = 0.73$), 14 steps for $b_f = 3$ ($f = 0.95$). A bias
+# of 1 is a compromise: it keeps the memory for a few steps at the start of training without
+# making it hard to forget later.
+#
+# ```python
+# import math
+# import torch
+# from rsis_lite.nn import ConvLSTMCell
+#
+# cell = ConvLSTMCell(1, 1, kernel_size=1)
+# x = torch.zeros(1, 1, 1, 1)                                         # no input
+# for b_f in (0.0, 1.0, 3.0):
+#     with torch.no_grad():
+#         cell.conv_x.weight.zero_()
+#         cell.conv_h.weight.zero_()
+#         cell.conv_x.bias.copy_(torch.tensor([-30.0, b_f, 30.0, 0.0]))   # i closed, f, o open, g = 0
+#         state = (torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1))        # h_0 = 0, c_0 = 1
+#         cs = []
+#         for t in range(20):
+#             state = cell(x, state)
+#             cs.append(state[1].item())
+#     f = torch.sigmoid(torch.tensor(b_f)).item()
+#     assert all(abs(c - f ** (t + 1)) < 1e-6 for t, c in enumerate(cs))   # c_t = f^t
+#     print(f"b_f = {b_f}: f = {f:.3f}, memory halves after {math.log(0.5) / math.log(f):.1f} steps")
+# ```
+#
+# </details>
+#
+# **2. Count the parameters by hand.** Write the number of parameters of
+# `ConvLSTMCell(C_in, C, kernel_size=k)` as a formula (remember which convolution has a bias) and
+# check it for a few sizes, among them RIS's $30 \to 30$, $3\times3$.
+#
+# <details><summary>Solution</summary>
+#
+# `conv_x` maps $C_{in}$ to $4C$ channels with a $k\times k$ kernel and a bias:
+# $4C(C_{in}k^2 + 1)$. `conv_h` maps $C$ to $4C$ without a bias: $4C \cdot C k^2$. For RIS's cell
+# that is $120 \cdot 271 + 120 \cdot 270 = 64{,}920$.
+#
+# ```python
+# from rsis_lite.nn import ConvLSTMCell
+#
+# def n_params(c_in, c, k):
+#     return 4 * c * (c_in * k * k + 1) + 4 * c * c * k * k
+#
+# for c_in, c, k in ((4, 6, 3), (30, 30, 3), (3, 8, 1), (5, 2, 5)):
+#     n = sum(p.numel() for p in ConvLSTMCell(c_in, c, kernel_size=k).parameters())
+#     assert n == n_params(c_in, c, k), (c_in, c, k, n)
+# print("RIS's 30 -> 30 cell:", n_params(30, 30, 3), "parameters")
+# ```
+#
+# </details>
+#
+# **3. Predict, then measure, a receptive field.** Section 5 measured $2t+1$ (one layer), $2t+3$
+# (two layers) and $4t+1$ (one layer, dilation 2). What width do you expect for **two** layers
+# with dilation 2? Measure it with `ConvLSTM(1, 3, kernel_size=3, num_layers=2, dilation=2)`.
+#
+# <details><summary>Solution</summary>
+#
+# Each step adds 2 pixels on every side through layer 1's `conv_h`. Layer 2 adds 2 more through
+# its `conv_x` (which reads layer 1's $h_t$ of the same step), so its radius is $2t + 2$ and the
+# width is $4t + 5$.
+#
+# ```python
+# import torch
+# from rsis_lite.nn import ConvLSTM
+#
+# def width(h):                                   # as response_width in section 5
+#     on = h.abs().flatten(0, -3).amax(0) > 0
+#     ys, xs = torch.nonzero(on, as_tuple=True)
+#     c = h.shape[-1] // 2
+#     return 2 * int(torch.maximum((ys - c).abs().max(), (xs - c).abs().max())) + 1
+#
+# S = 61
+# x = torch.zeros(1, 1, S, S)
+# x[0, 0, S // 2, S // 2] = 1.0
+# torch.manual_seed(0)
+# with torch.no_grad():
+#     hs, _ = ConvLSTM(1, 3, kernel_size=3, num_layers=2, dilation=2)(x, steps=5)   # (1, T, 3, S, S)
+# widths = [width(hs[:, t]) for t in range(5)]
+# assert widths == [4 * t + 5 for t in range(1, 6)], widths
+# print(widths)
+# ```
+#
+# </details>
+#
+# **4. Can the paper's network see the whole plant at step 1?** (discussion) RIS's leaf network
+# runs four 3×3 convolutions and two 3×3 ConvLSTM layers on a 106×100 map. How wide is the input
+# region behind one pixel of $h_1$? How many steps pass before the centre pixel has seen the
+# corners? Why does that matter for a model that must pick *one* leaf at step 1?
+#
+# <details><summary>Solution</summary>
+#
+# The four convolutions see $1 + 4\cdot2 = 9$ pixels. Each ConvLSTM layer adds 2 (one pixel on each
+# side), and every further step adds 2 more through layer 1's recurrent convolution: $9 + 2(t+1)$,
+# so 13 pixels at $t = 1$. To reach the corners from the centre of a 106×100 map the width must be
+# about 106 or more, which takes about 48 steps. So at step 1 a pixel cannot compare "its" leaf with
+# the leaves on the far side of the plant. Any choice of "the next leaf" must then come from local
+# evidence and from many steps of recurrence. Notebook 02 measures these widths in the model and
+# shows how the quick recipe gets around the problem with a stride and dilations.
+#
+# </details>
+
+# %% [markdown]
+# ## References
+#
+# * X. Shi et al., *Convolutional LSTM Network: A Machine Learning Approach for Precipitation
+#   Nowcasting*, NeurIPS 2015, [arXiv:1506.04214](https://arxiv.org/abs/1506.04214) (the ConvLSTM).
+# * B. Romera-Paredes, P. H. S. Torr, *Recurrent Instance Segmentation*, ECCV 2016,
+#   [arXiv:1511.08250](https://arxiv.org/abs/1511.08250) (Figures 1 and 2: the unrolled ConvLSTM).
+# * F. A. Gers, J. Schmidhuber, F. Cummins, *Learning to Forget: Continual Prediction with LSTM*,
+#   Neural Computation 12, 2000 (the forget gate).
+# * R. Jozefowicz, W. Zaremba, I. Sutskever, *An Empirical Exploration of Recurrent Network
+#   Architectures*, ICML 2015 (a forget-gate bias of 1).
+# * In this repository: [references.md](references.md) (RIS's ConvLSTM settings),
+#   `rsis_lite/nn/convlstm.py` (`ConvLSTMCell`, `ConvLSTM`), `rsis_lite/widgets/convlstm.py`
+#   (the state widget and its static figures), `tests/test_convlstm.py`.

@@ -51,10 +51,14 @@ def test_unroll_states_of_a_stack_returns_the_chosen_layer():
 def test_figures_build_and_reject_bad_steps(tiny):
     x, _, hs, cs = tiny
     fig = plot_states(x, hs, cs, t=2, channel=1, channel_names=["a", "b"])
-    assert len(fig.axes) == 3
+    assert len(fig.axes) == 3 + 2                                # input, h, c + a colour bar for h and c
+    h_max = float(hs[:, 1].abs().max())                          # the h scale is fixed over all steps
+    assert fig.axes[1].images[0].get_clim()[1] == pytest.approx(h_max)
     plt.close(fig)
     fig = plot_states_over_time(hs, cs, times=[1, 2, 4], channel=0, channel_name="a")
-    assert len(fig.axes) == 6
+    assert len(fig.axes) == 6 + 2                                # 2 x 3 maps + one colour bar per row
+    h_clims = {ax.images[0].get_clim() for ax in fig.axes[:6] if ax.images and "h" in ax.get_title()}
+    assert len(h_clims) == 1                                     # one colour scale for every h_t
     plt.close(fig)
     with pytest.raises(ValueError):
         plot_states(x, hs, cs, t=5)

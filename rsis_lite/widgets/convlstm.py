@@ -45,10 +45,11 @@ def unroll_states(model: ConvLSTMCell | ConvLSTM, x: Tensor, steps: int, layer: 
     return torch.stack(hs).cpu(), torch.stack(cs).cpu()  # (T, C, H, W) each
 
 
-def _show_map(ax, m: np.ndarray, title: str, cmap: str, vmin: float, vmax: float) -> None:
-    ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+def _show_map(ax, m: np.ndarray, title: str, cmap: str, vmin: float, vmax: float):
+    im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
     ax.set_title(title, fontsize=9)
     ax.axis("off")
+    return im
 
 
 def _limits(x: Tensor) -> tuple[float, float]:
@@ -60,34 +61,39 @@ def plot_states(image, hs: Tensor, cs: Tensor, t: int, channel: int = 0,
                 channel_names: Sequence[str] | None = None):
     """One step: input | h_t | c_t of one channel. ``t`` is 1-based (h_1 is the first output).
 
-    The colour scale of h and c is fixed over all steps so growth is visible from frame to frame.
+    The colour scale of h and c is fixed over all steps so growth is visible from frame to frame;
+    a colour bar beside each map gives its values.
     """
     T = hs.shape[0]
     if not 1 <= t <= T:
         raise ValueError(f"t must be in 1..{T}, got {t}")
     name = channel_names[channel] if channel_names else f"channel {channel}"
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3))
+    fig, axes = plt.subplots(1, 3, figsize=(9.6, 3), layout="constrained")
     axes[0].imshow(to_rgb(image), interpolation="nearest")
     axes[0].set_title("input", fontsize=9)
     axes[0].axis("off")
     hlim, clim = _limits(hs[:, channel]), _limits(cs[:, channel])
-    _show_map(axes[1], hs[t - 1, channel].numpy(), f"$h_{{{t}}}$  ({name})", "viridis", *hlim)
-    _show_map(axes[2], cs[t - 1, channel].numpy(), f"$c_{{{t}}}$  ({name})", "magma", *clim)
-    fig.tight_layout()
+    im_h = _show_map(axes[1], hs[t - 1, channel].numpy(), f"$h_{{{t}}}$ ({name})", "viridis", *hlim)
+    im_c = _show_map(axes[2], cs[t - 1, channel].numpy(), f"$c_{{{t}}}$ ({name})", "magma", *clim)
+    fig.colorbar(im_h, ax=axes[1], shrink=0.8).ax.tick_params(labelsize=8)
+    fig.colorbar(im_c, ax=axes[2], shrink=0.8).ax.tick_params(labelsize=8)
     return fig
 
 
 def plot_states_over_time(hs: Tensor, cs: Tensor, times: Sequence[int], channel: int = 0,
                           channel_name: str | None = None):
-    """Two rows (h, c) by len(times) columns: the static version of the widget."""
-    fig, axes = plt.subplots(2, len(times), figsize=(1.5 * len(times), 3.2), squeeze=False)
+    """Two rows (h, c) by len(times) columns: the static version of the widget. Each row has one
+    colour scale, fixed over all steps, and a colour bar at its right."""
+    fig, axes = plt.subplots(2, len(times), figsize=(1.5 * len(times) + 0.9, 3.4), squeeze=False,
+                             layout="constrained")
     hlim, clim = _limits(hs[:, channel]), _limits(cs[:, channel])
     for j, t in enumerate(times):
-        _show_map(axes[0, j], hs[t - 1, channel].numpy(), f"$h_{{{t}}}$", "viridis", *hlim)
-        _show_map(axes[1, j], cs[t - 1, channel].numpy(), f"$c_{{{t}}}$", "magma", *clim)
+        im_h = _show_map(axes[0, j], hs[t - 1, channel].numpy(), f"$h_{{{t}}}$", "viridis", *hlim)
+        im_c = _show_map(axes[1, j], cs[t - 1, channel].numpy(), f"$c_{{{t}}}$", "magma", *clim)
+    fig.colorbar(im_h, ax=list(axes[0]), shrink=0.9, label="h").ax.tick_params(labelsize=8)
+    fig.colorbar(im_c, ax=list(axes[1]), shrink=0.9, label="c").ax.tick_params(labelsize=8)
     if channel_name:
         fig.suptitle(channel_name, fontsize=10)
-    fig.tight_layout()
     return fig
 
 
