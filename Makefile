@@ -2,6 +2,7 @@
 #
 #   make reproduce   install, then train/evaluate every system and print the results table
 #   make test        dev install, unit tests, then every notebook under nbval (quick profile)
+#   make test-browser  every notebook's widgets moved in JupyterLab + headless Chromium (installs chromium)
 #   make lab         JupyterLab in notebooks/
 #   make sync        pair every notebook with its py:percent twin (jupytext --sync)
 #   make execute     re-run every notebook in place (quick profile), then sync the twins
@@ -21,7 +22,7 @@ SANITIZE := tests/nbval_sanitize.cfg
 NBVAL_FLAGS := --nbval-lax --nbval-current-env --nbval-sanitize-with $(SANITIZE) --durations=10
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev reproduce test test-unit test-notebooks lab sync execute bench clean distclean
+.PHONY: help install install-dev reproduce test test-unit test-notebooks test-browser lab sync execute bench clean distclean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -60,6 +61,13 @@ ifeq ($(NOTEBOOKS),)
 else
 	RSIS_PROFILE=quick $(PY) -m pytest $(NBVAL_FLAGS) notebooks/
 endif
+
+# Real-browser widget tests (tests/browser, marker `browser`, deselected from `pytest tests`):
+# JupyterLab on 127.0.0.1 with copies of the notebooks, Debian's Chromium driven by Playwright.
+# Screenshots and logs go to $RSIS_ARTIFACTS (default tests/browser/artifacts/).
+test-browser: $(VENV)/.installed-dev
+	bash tools/install_browser.sh
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 RSIS_PROFILE=quick $(PY) -m pytest -m browser -v tests/browser
 
 # ---- notebooks -----------------------------------------------------------------------------
 lab: $(VENV)/.installed-dev

@@ -297,7 +297,7 @@ else:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-fixture_dir = tempfile.TemporaryDirectory(prefix="cvppp_fixture_")   # removed in the last cell
+fixture_dir = tempfile.TemporaryDirectory(prefix="cvppp_fixture_")   # removed when the kernel stops
 a1 = Path(fixture_dir.name) / "A1"
 a1.mkdir()
 plants = SyntheticLeaves(30, size=profile.cvppp_size, seed=7, min_leaves=11, max_leaves=20)
@@ -668,9 +668,6 @@ for ax, im, t in zip(axes, (to_rgb(image), colorize(labels), to_rgb(aug_img), co
     ax.set_title(t, fontsize=9)
     ax.axis("off")
 plt.show()
-
-# %%
-fixture_dir.cleanup()  # remove the temporary CVPPP fixture
 
 # %% [markdown]
 # ## Summary
