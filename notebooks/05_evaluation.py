@@ -50,19 +50,32 @@ print(env_report())
 # checkpoint trained in notebook 04 on 64 unseen synthetic scenes, places our numbers beside the
 # papers' CVPPP table (and says why they cannot be compared), and ends with the command line that
 # scores any folder of label maps.
+#
+# **You will be able to**
+#
+# * compute SBD, DiC, FBD, MWCov, MUCov and COCO-style AP from their definitions and check them
+#   against `rsis_lite.metrics`;
+# * say which error (split, merge, miss, leak, false positive, bad ranking) each metric sees and which
+#   it misses, and so which figures must be reported together;
+# * score a checkpoint or any folder of label PNGs, in Python and on the command line;
+# * tell a validation number from a test number, and explain why ours cannot be ranked against the
+#   papers'.
+#
+# **Prerequisites.** Sections 1–8 need only numpy and the idea of a label map
+# ([00 Introduction](00_introduction.ipynb)); sections 9–11 use the checkpoint and `RIS.predict` of
+# [04 Training RIS](04_training_ris.ipynb).
+#
+# **Run time.** About 30 s on a 2-core CPU with the quick profile (measured: `jupyter nbconvert
+# --execute` used 17 s of CPU time; the wall time was 33 s while other jobs shared the cores). The
+# metrics need nothing but numpy; the evaluation of the checkpoint needs torch.
 
 # %% [markdown]
 # ## Setup
-#
-# The metrics need nothing but numpy; the evaluation of the checkpoint needs torch. Everything here
-# runs on a CPU in well under a minute.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 # %matplotlib inline
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -119,14 +132,24 @@ rect(pred, 4, 20, 6, 20, 1); rect(pred, 4, 20, 20, 30, 2); disc(pred, 12, 43, 9.
 rect(pred, 26, 44, 4, 24, 5); disc(pred, 34, 36, 7, 6); rect(pred, 28, 41, 47, 54, 7)
 rect(pred, 28, 41, 54, 60, 10); disc(pred, 45, 36, 2, 8); disc(pred, 3, 60, 2, 12)
 
-fig, axes = plt.subplots(1, 2, figsize=(6.5, 2.6))
-for ax, lab, t in zip(axes, (gt, pred), ("ground truth", "prediction")):
+import matplotlib.patheffects as pe
+
+outline = [pe.withStroke(linewidth=2.5, foreground="black")]   # white digits with a black rim: readable on any colour
+fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
+for ax, lab, t in zip(axes, (gt, pred), ("ground truth: 8 instances", "prediction: 9 instances, ids with gaps")):
     ax.imshow(colorize(lab), interpolation="nearest")
     for k in np.unique(lab)[1:]:
         cy, cx = np.argwhere(lab == k).mean(0)
-        ax.text(cx, cy, str(k), color="white", fontsize=8, ha="center", va="center")
+        if (lab == k).sum() >= 60:                             # large enough: the id on the instance
+            ax.text(cx, cy, str(k), color="white", fontsize=10, fontweight="bold", ha="center", va="center",
+                    path_effects=outline)
+        else:                                                  # tiny: the id beside it, with a leader line
+            tx, ty = cx + (-7 if cx > W / 2 else 7), cy + (7 if cy < H / 2 else -7)
+            ax.annotate(str(k), (cx, cy), (tx, ty), color="white", fontsize=10, fontweight="bold", ha="center",
+                        va="center", path_effects=outline, arrowprops=dict(arrowstyle="-", color="white", lw=1))
     ax.set_title(t, fontsize=9)
     ax.axis("off")
+fig.suptitle("Toy scene: 1 shifted, 3 too large, 4 missed, 7 split (id 10), false positive 12", fontsize=9)
 plt.tight_layout()
 plt.show()
 
@@ -147,11 +170,12 @@ print("pred ids", np.unique(pred)[1:].tolist())
 #
 # $$\mathrm{BestDice}(L^a, L^b) = \frac{1}{M} \sum_{i=1}^{M} \max_{1 \le j \le N} \mathrm{Dice}(L^a_i, L^b_j),$$
 #
-# > "BestDice(L^a, L^b) = mean over a's instances of the max Dice with any of b's instances (no
-# > one-to-one constraint). SBD = min(BestDice(P, G), BestDice(G, P)). Background is excluded."
-# > (`systems.md`, section 4)
-#
 # $$\mathrm{SBD}(P, G) = \min\big(\mathrm{BestDice}(P, G),\ \mathrm{BestDice}(G, P)\big).$$
+#
+# In words (a paraphrase of the challenge's definition; Scharr et al. 2016, see
+# [references](references.md)): each instance of one map is scored by its best Dice with *any*
+# instance of the other, with no one-to-one constraint; the scores are averaged, both ways round,
+# and the smaller of the two averages is the SBD. Background is excluded.
 #
 # $\mathrm{BestDice}(G, P)$ asks "was every true instance found?" (a recall), $\mathrm{BestDice}(P, G)$
 # asks "does every prediction correspond to something?" (a precision); the minimum makes both
@@ -210,10 +234,10 @@ for name, la, lb in (("gt  ", gt, pred), ("pred", pred, gt)):
 # right number of instances. **What it misses**: everything else -- a prediction with eight
 # random blobs has a perfect count here.
 #
-# > "The organisers' code treats the lowest label as background and counts instances as max − min,
-# > so label maps must be relabelled 1..K without gaps before scoring." (`systems.md`, section 4)
-#
-# Our prediction has 9 instances with ids up to 12. Counting by `max - min` would see 12:
+# A trap in the challenge's own scoring code (Scharr et al. 2016; [references](references.md)): it
+# takes the lowest label as background and counts the instances as max − min of the ids, so a label
+# map must be relabelled 1..K without gaps before it is scored there. Our prediction has 9 instances
+# with ids up to 12. Counting by `max - min` would see 12:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -254,9 +278,7 @@ print(f"one blob      : FBD {fg_bg_dice(one_blob, gt):.3f}  SBD {symmetric_best_
 # MWCov is dominated by large instances, MUCov treats a 13-pixel leaf like a 360-pixel one.
 # **What it rewards**: finding and delineating every true instance. **What it misses**: false
 # positives. The sum runs over ground-truth instances only, so predictions that match nothing
-# never enter it:
-#
-# > "Coverage: not penalised by false positives: report with |DiC|." (`systems.md`, section 4)
+# never enter it: report coverage next to |DiC|, never alone.
 
 # %%
 def iou_np(a, b):
@@ -291,10 +313,11 @@ print({k: round(v, 3) for k, v in image_scores(pred, gt).items()})
 #
 # The per-image metrics above ignore the model's confidences. AP uses them:
 #
-# > "AP@τ (COCO style): rank predictions by score; a prediction is a true positive if its best IoU
-# > with a not-yet-matched ground truth is ≥ τ; AP = area under the interpolated precision–recall
-# > curve (COCO samples 101 recall points); AP = mean over τ ∈ {0.5, 0.55, …, 0.95}."
-# > (`systems.md`, section 4)
+# COCO's definition (Lin et al. 2014; the reference implementation is `pycocotools`), paraphrased:
+# rank the predictions by score; a prediction is a true positive at IoU threshold τ if its best IoU
+# with a ground-truth instance not matched yet is at least τ; AP at τ is the area under the
+# interpolated precision–recall curve, read at 101 recall points; AP is the mean over
+# τ = 0.50, 0.55, …, 0.95.
 #
 # Within an image, detections are matched greedily in order of confidence. Then all detections of
 # the **whole dataset** are ranked by confidence, giving precision $p(r)$ at each recall $r$; the
@@ -467,10 +490,9 @@ for r in gallery_rows:
 #
 # The checkpoint trained in notebook 04 (`data/checkpoints/ris_leaves_quick.pt`) is scored on the
 # quick profile's validation set: 64 synthetic rosettes of 64×64 pixels with 2–8 leaves, drawn from
-# seed 1000, which training (seed 0) never saw. Inference follows the paper:
-#
-# > "At test time, we unroll the network until the confidence score falls below 0.5."
-# > (Romera-Paredes & Torr 2016)
+# seed 1000, which training (seed 0) never saw. Inference follows the paper's stop rule: unroll the
+# network until the confidence falls below 0.5 (Romera-Paredes & Torr 2016, paraphrased;
+# [references](references.md)); notebook 04, section 5, takes the rule apart step by step.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -522,8 +544,9 @@ print("\n".join(format_table(result).splitlines()[:7]), "\n...")
 print(format_table(result, per_image=False))
 
 # %% [markdown]
-# **Measured** (final checkpoint, step 5000): on 200 unseen scenes of each of three seeds, through the
-# command line (`export` → `predict` → `evaluate`), mean (std), x100 for SBD/FBD/coverage:
+# **The same checkpoint on more scenes.** 64 scenes are few: the same checkpoint (step 5000) on
+# 200 unseen scenes of each of three seeds, scored through the command line of section 11
+# (`export --seed S --num 200` → `predict` → `evaluate`), mean (std), ×100 for SBD/FBD/coverage:
 #
 # | unseen scenes (200 each, CLI route) | SBD | \|DiC\| | DiC | FBD | MWCov | MUCov |
 # |---|---|---|---|---|---|---|
@@ -531,8 +554,10 @@ print(format_table(result, per_image=False))
 # | seed 7 | 83.2 (10.9) | 0.23 (0.43) | −0.14 (0.47) | 95.1 (3.0) | 78.5 (12.1) | 76.3 (12.6) |
 # | seed 12345 | 81.0 (12.3) | 0.39 (0.59) | −0.31 (0.64) | 94.9 (3.3) | 76.5 (13.2) | 73.7 (14.5) |
 #
-# The 64-scene figures above are a subset of the first row; the gap between them is sampling noise
-# at n = 64, which is why the papers' standard deviations matter as much as their means.
+# The 64-scene figures above are a subset of the first row; the gap between them (|DiC| 0.52 against
+# 0.38) is sampling noise at n = 64, which is why the papers' standard deviations matter as much as
+# their means. The model under-counts rather than over-counts (DiC < 0 on every seed), mostly in
+# crowded scenes where small occluded leaves are missed.
 
 # %% [markdown]
 # ### Error analysis
@@ -567,19 +592,22 @@ hi = max(n_true.max(), n_pred.max())
 conf = np.zeros((hi + 1, hi + 1), dtype=int)            # conf[true, predicted]
 np.add.at(conf, (n_true, n_pred), 1)
 lo = n_true.min()
-axes[0].imshow(conf[lo:].T, origin="lower", cmap="Blues", extent=(lo - 0.5, hi + 0.5, -0.5, hi + 0.5))
+im = axes[0].imshow(conf[lo:].T, origin="lower", cmap="Blues", extent=(lo - 0.5, hi + 0.5, -0.5, hi + 0.5))
 for t in range(lo, hi + 1):
     for q in range(hi + 1):
-        if conf[t, q]:
-            axes[0].text(t, q, conf[t, q], ha="center", va="center", fontsize=7)
-axes[0].plot([lo - 0.5, hi + 0.5], [lo - 0.5, hi + 0.5], "k--", lw=0.6)
+        if conf[t, q]:                                  # white on dark cells, black on light ones
+            axes[0].text(t, q, conf[t, q], ha="center", va="center", fontsize=8, fontweight="bold",
+                         color="white" if conf[t, q] > 0.5 * conf.max() else "black")
+axes[0].plot([lo - 0.5, hi + 0.5], [lo - 0.5, hi + 0.5], color="C3", ls="--", lw=0.8)
 axes[0].set_xlabel("true count", fontsize=8)
 axes[0].set_ylabel("predicted count", fontsize=8)
-axes[0].set_title("counts (scenes per cell)", fontsize=9)
+axes[0].set_title("scenes per (true, predicted) count;\nbelow the red diagonal = under-counted", fontsize=9)
+fig.colorbar(im, ax=axes[0], fraction=0.046, pad=0.04).ax.tick_params(labelsize=7)
 axes[1].hist(per_leaf, bins=np.linspace(0, 1, 21), color="C2")
 axes[1].axvline(2 / 3, color="k", ls=":", lw=0.8)
 axes[1].set_xlabel("best Dice of each true leaf with any prediction", fontsize=8)
-axes[1].set_title("per-leaf best Dice (dotted: 2/3, a clean half)", fontsize=9)
+axes[1].set_ylabel("true leaves", fontsize=8)
+axes[1].set_title("per-leaf best Dice: most leaves near 1;\ndotted 2/3 = a leaf split in clean halves", fontsize=9)
 for ax in axes:
     ax.tick_params(labelsize=7)
 plt.tight_layout()
@@ -610,20 +638,22 @@ plt.show()
 # %% [markdown]
 # ## 10. Our numbers beside the papers'
 #
-# The three papers report on the CVPPP A1 **test** set: 33 images whose labels were never
-# published, scored by the challenge organisers. Our row is a **validation** number on
-# **synthetic** 64×64 rosettes with 2–8 leaves (CVPPP A1 has 11–20 leaves at 500×530): easier in
-# some ways (clean edges, few leaves), harder in others (a small model trained from scratch on a CPU).
-# The two kinds of number are **not comparable**, and the table says which is which. † marks a
+# This is the one place the course explains its numbers against the papers'; notebook 04 and the
+# README link here.
+#
+# * **Test numbers.** The three papers report on the CVPPP A1 **test** set: 33 images whose labels
+#   were never published; the challenge organisers scored the submitted label maps. Nobody tuned
+#   anything on those images.
+# * **Validation numbers.** Every number this course computes is a **validation** number: scenes
+#   the model never trained on, but chosen and looked at by us. On CVPPP that means a split of the
+#   128 training images (the `--split val` of the command line holds out the last 25); here it
+#   means **synthetic** 64×64 rosettes with 2–8 leaves, while A1 has 11–20 leaves at 500×530.
+#   Synthetic scenes are easier in some ways (clean edges, few leaves) and harder in others (a
+#   small model trained from scratch on a CPU).
+#
+# So the two kinds of number are **not comparable**, and the table says which is which. † marks a
 # value quoted from memory and not re-checked against the paper; ‡ the paper gives one |DiC| for
 # RIS (a per-instance CRF does not change the count).
-#
-# Real CVPPP numbers come from your own copy of the dataset (its licence does not allow us to ship
-# it): the held-out last 25 images of A1's 128 are a validation split, not the test set:
-#
-# ```
-# python -m rsis_lite evaluate --checkpoint CKPT --data cvppp --root DIR --split val
-# ```
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -649,12 +679,13 @@ table_md += ("\n\n† value from memory, not re-checked against the paper.  ‡ 
 print(table_md)
 
 # %% [markdown]
-# **Reading the table.** Our RIS row is a validation number on synthetic 64×64 rosettes with 2–8
-# leaves; the papers' rows are CVPPP A1 *test* numbers on real 500×530 rosettes with 11–20 leaves.
-# They are different tasks: the comparison says only that the rebuilt model does what the method
-# promises (one leaf per step, a learned stop) on a problem sized for a CPU. The like-for-like number
-# comes from a user's own CVPPP copy: `python -m rsis_lite evaluate --checkpoint ... --data cvppp
-# --root DIR --split val` on the 25 held-out A1 plants (still validation, not test).
+# What the table does say: the rebuilt model does what the method promises (one leaf per step, a
+# learned stop) on a problem sized for a CPU. The like-for-like number needs your own CVPPP copy
+# (its licence does not allow us to ship it), and is still a validation number:
+#
+# ```
+# python -m rsis_lite evaluate --checkpoint CKPT --data cvppp --root DIR --split val
+# ```
 
 # %% [markdown]
 # ## 11. The same from the command line
@@ -667,31 +698,57 @@ print(table_md)
 #
 # It scores every PNG of `GT_DIR` against the file of the same name in `PRED_DIR` (a missing
 # prediction counts as empty), prints one row per image and the mean (std) row, and writes the same
-# figures to JSON. Here: export 16 validation scenes as `images/` + `labels/` PNGs, predict them
-# with the checkpoint (`--data folder`, so exactly what a user would run on their own folder), then
-# score the predicted PNGs (AP needs the confidences, which a PNG does not store, so `--pred/--gt`
-# prints no AP; `--checkpoint` does).
+# figures to JSON. Here: export the first 32 validation scenes as `images/` + `labels/` PNGs,
+# predict them with the checkpoint (`--data folder`, so exactly what a user would run on their own
+# folder), then score the predicted PNGs (AP needs the confidences, which a PNG does not store, so
+# `--pred/--gt` prints no AP; `--checkpoint` does). `rsis_lite.cli.main(argv)` is what
+# `python -m rsis_lite` runs, so calling it from Python runs the same code as the shell; in a
+# terminal, type the printed `$` lines.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-def rsis(*args):
-    """Run `python -m rsis_lite ARGS` in a fresh process; return its stdout."""
-    out = subprocess.run([sys.executable, "-m", "rsis_lite", *map(str, args)], capture_output=True, text=True)
-    if out.returncode:
-        raise RuntimeError(out.stderr)
-    return out.stdout
+import contextlib
+import io
+
+from rsis_lite.cli import main as rsis_main
+
+
+def cli(*args, keep=8):
+    """Run ``python -m rsis_lite ARGS`` in this process; print the command and its output (long tables cut)."""
+    args = [str(a) for a in args]
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = rsis_main(args)
+    lines = buf.getvalue().strip().splitlines()
+    if len(lines) > keep:                                  # the per-image table: its head and its mean row
+        lines = lines[:3] + [f"... ({len(lines) - 6} more rows)"] + lines[-3:]
+    print("$ python -m rsis_lite " + " ".join(args), *lines, sep="\n")
+    if code != 0:
+        raise RuntimeError(f"exit status {code}")
 
 
 with tempfile.TemporaryDirectory() as tmp:
     tmp = Path(tmp)
-    print(rsis("export", "--data", "leaves", "--seed", 1000, "--num", 16, "--profile", "quick", "--out", tmp / "val16"))
-    print(rsis("predict", "--checkpoint", ckpt_path.resolve(), "--data", "folder", "--root", tmp / "val16",
-               "--split", "all", "--profile", "quick", "--out", tmp / "pred"))
-    table = rsis("evaluate", "--pred", tmp / "pred", "--gt", tmp / "val16" / "labels", "--json", tmp / "scores.json")
-    lines = table.splitlines()
-    print("\n".join(lines[:6] + ["..."] + lines[-3:]))
+    cli("export", "--data", "leaves", "--seed", 1000, "--num", 32, "--profile", "quick", "--out", tmp / "val32")
+    cli("predict", "--checkpoint", ckpt_path.resolve(), "--data", "folder", "--root", tmp / "val32",
+        "--split", "all", "--profile", "quick", "--out", tmp / "pred")
+    cli("evaluate", "--pred", tmp / "pred", "--gt", tmp / "val32" / "labels", "--json", tmp / "scores.json")
     cli_result = json.loads((tmp / "scores.json").read_text())
-print("JSON keys:", sorted(cli_result), " images:", cli_result["n_images"])
+
+# %% [markdown]
+# Two details: `predict` on a folder defaults to `--split val` (the folder's last 20%), so we ask
+# for `--split all`; and `--profile quick` makes the exported scenes match the checkpoint on any
+# machine (on a GPU the default profile is `full`: 128×128 scenes with up to 20 leaves). The JSON
+# holds the mean, std and per-image figures. The command line scores the PNG round trip (images
+# quantised to 8 bits), so we compare it with the in-notebook SBD of the same 32 scenes:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+first32 = list(val.ids)[:32]
+nb_sbd = np.mean([result["per_image"][name]["SBD"] for name in first32])
+print("JSON keys:", sorted(cli_result), "| images:", cli_result["n_images"])
+print(f"command line: SBD {100 * cli_result['mean']['SBD']:.1f}, |DiC| {cli_result['mean']['abs_DiC']:.2f}")
+print(f"notebook, same 32 scenes: SBD {100 * nb_sbd:.1f}")
 
 # %% [markdown]
 # ## Summary
@@ -706,3 +763,148 @@ print("JSON keys:", sorted(cli_result), " images:", cli_result["n_images"])
 # * **AP**: the only figure that uses confidences; a dataset-level number, ranked across images.
 # * Our synthetic validation numbers and the papers' CVPPP test numbers measure different things
 #   on different data: put them side by side, never in one ranking.
+
+# %% [markdown]
+# ## Exercises
+#
+# **1. A merge, by hand.** (warm-up) Two leaves of equal area A are predicted as one merged blob. Compute
+# BestDice(G, P), BestDice(P, G), SBD, MUCov and DiC by hand, then check them with the package on two
+# touching 4×4 squares.
+#
+# <details><summary>Solution</summary>
+#
+# Each leaf's best partner is the blob: Dice = 2A / (A + 2A) = 2/3, so BestDice(G, P) = 2/3; the
+# blob's best leaf also gives 2/3, so SBD = 2/3. Coverage uses IoU: A / 2A = 1/2 per leaf, so
+# MUCov = 1/2. DiC = 1 − 2 = −1. The blob is credited twice by SBD, which is why SBD falls less
+# than coverage on a merge.
+#
+# ```python
+# import numpy as np
+# from rsis_lite.metrics import best_dice, dic, symmetric_best_dice, unweighted_coverage
+#
+# gt = np.zeros((8, 12), dtype=np.int64)
+# gt[2:6, 2:6], gt[2:6, 6:10] = 1, 2                                  # two touching 4x4 leaves
+# merged = (gt > 0).astype(np.int64)                                  # one blob
+# assert np.isclose(best_dice(gt, merged), 2 / 3) and np.isclose(best_dice(merged, gt), 2 / 3)
+# assert np.isclose(symmetric_best_dice(merged, gt), 2 / 3)
+# assert np.isclose(unweighted_coverage(merged, gt), 0.5) and dic(merged, gt) == -1
+# print("SBD", round(symmetric_best_dice(merged, gt), 3), "MUCov", unweighted_coverage(merged, gt))
+# ```
+#
+# </details>
+#
+# **2. AP sees only the ranking.** AP uses the confidences only through their *order*. Show that cubing every score
+# leaves AP unchanged, while reversing the ranking changes it, on a one-image dataset with three
+# true squares, two correct predictions and one false positive.
+#
+# <details><summary>Solution</summary>
+#
+# ```python
+# import numpy as np
+# from rsis_lite.metrics import average_precision
+#
+# gt = np.zeros((20, 30), dtype=np.int64)
+# gt[2:8, 2:8], gt[2:8, 12:18], gt[12:18, 2:8] = 1, 2, 3
+# pred = np.zeros_like(gt)
+# pred[2:8, 2:8], pred[2:8, 12:18], pred[13:18, 22:28] = 1, 2, 3      # two hits and a false positive
+# scores = np.array([0.9, 0.8, 0.3])                                   # confidence of ids 1, 2, 3
+# ap = average_precision([(pred, scores)], [gt])
+# ap_cubed = average_precision([(pred, scores ** 3)], [gt])
+# ap_reversed = average_precision([(pred, 1 - scores)], [gt])
+# assert all(np.isclose(ap[k], ap_cubed[k]) for k in ap)
+# assert ap_reversed["AP50"] < ap["AP50"]
+# print("AP50: well ranked", round(ap["AP50"], 3), "| cubed", round(ap_cubed["AP50"], 3),
+#       "| reversed", round(ap_reversed["AP50"], 3))
+# ```
+#
+# Recall never exceeds 2/3 (one true square is never found), so even the well-ranked AP50 is about
+# 0.67; putting the false positive first lowers the precision at every recall level.
+#
+# </details>
+#
+# **3. The grey full frame as an instance.** Suppose the grey full-frame mask of notebook 04 slipped into the
+# label map as one more instance, covering all the background. Which of SBD, DiC, FBD and MWCov
+# notice? Try it on the toy ground truth of two squares.
+#
+# <details><summary>Solution</summary>
+#
+# ```python
+# import numpy as np
+# from rsis_lite.metrics import image_scores
+#
+# gt = np.zeros((16, 16), dtype=np.int64)
+# gt[2:8, 2:8], gt[9:14, 9:14] = 1, 2
+# pred = gt.copy()
+# pred[gt == 0] = 3                                                    # the background as a third "leaf"
+# s = image_scores(pred, gt)
+# assert s["DiC"] == 1 and s["MWCov"] == 1.0 and s["FBD"] < 1.0 and s["SBD"] < 1.0
+# print({k: round(float(v), 3) for k, v in s.items() if k in ("SBD", "DiC", "FBD", "MWCov", "MUCov")})
+# ```
+#
+# Coverage does not notice at all (every true leaf is still found perfectly); DiC counts one too
+# many; FBD drops because the predicted foreground is now the whole image; SBD drops because the
+# extra instance's best Dice with any leaf is small. This is the failure the stop rule and the
+# `min_new_pixels` guard exist to prevent.
+#
+# </details>
+#
+# **4. Weighted and unweighted coverage.** MWCov weights instances by area, MUCov does not. With a 2×2 and a 10×10 true square,
+# drop the small one, then the big one, and compute both coverages each time.
+#
+# <details><summary>Solution</summary>
+#
+# ```python
+# import numpy as np
+# from rsis_lite.metrics import unweighted_coverage, weighted_coverage
+#
+# gt = np.zeros((16, 16), dtype=np.int64)
+# gt[1:3, 1:3], gt[4:14, 4:14] = 1, 2                                  # areas 4 and 100
+# drop_small, drop_big = np.where(gt == 1, 0, gt), np.where(gt == 2, 0, gt)
+# assert unweighted_coverage(drop_small, gt) == unweighted_coverage(drop_big, gt) == 0.5
+# assert np.isclose(weighted_coverage(drop_small, gt), 100 / 104)
+# assert np.isclose(weighted_coverage(drop_big, gt), 4 / 104)
+# print("drop small: MWCov", round(weighted_coverage(drop_small, gt), 3), "| drop big: MWCov",
+#       round(weighted_coverage(drop_big, gt), 3), "| MUCov 0.5 both")
+# ```
+#
+# </details>
+#
+# **5. Is the gap noise?** (discussion, with a check) On the same checkpoint and seed, section 9 measured |DiC| 0.52 (std 0.71) on 64
+# scenes and the table below it 0.38 on 200. Is the gap surprising? Estimate the standard error of
+# a mean over 64 scenes.
+#
+# <details><summary>Solution</summary>
+#
+# The standard error of a mean of 64 values with std 0.71 is 0.71 / √64 ≈ 0.09; the gap of 0.14 is
+# about 1.6 standard errors, and the 64 scenes are part of the 200, so the gap is ordinary sampling
+# noise. A difference of 0.1 in |DiC| between two methods scored on 64 images says little; the
+# papers' 33 test images make their own differences even noisier.
+#
+# ```python
+# import math
+#
+# se = 0.71 / math.sqrt(64)
+# assert 0.08 < se < 0.10 and (0.52 - 0.38) / se < 2
+# print(f"standard error {se:.3f}; the gap is {(0.52 - 0.38) / se:.1f} standard errors")
+# ```
+#
+# </details>
+
+# %% [markdown]
+# ## References
+#
+# * H. Scharr et al., *Leaf segmentation in plant phenotyping: a collation study*, Machine Vision
+#   and Applications 27, 2016: the CVPPP challenge, its test set and the SBD, DiC and FBD
+#   definitions.
+# * N. Silberman, D. Sontag, R. Fergus, *Instance Segmentation of Indoor Scenes Using a Coverage
+#   Loss*, ECCV 2014: coverage (MWCov, MUCov).
+# * T.-Y. Lin et al., *Microsoft COCO: Common Objects in Context*, ECCV 2014,
+#   [arXiv:1405.0312](https://arxiv.org/abs/1405.0312): AP over IoU thresholds (`pycocotools` is the
+#   reference implementation).
+# * The CVPPP A1 test numbers in section 10: Romera-Paredes & Torr 2016
+#   ([arXiv:1511.08250](https://arxiv.org/abs/1511.08250)), Ren & Zemel 2017
+#   ([arXiv:1605.09410](https://arxiv.org/abs/1605.09410)), Salvador et al. 2017
+#   ([arXiv:1712.00617](https://arxiv.org/abs/1712.00617)).
+# * In this repository: [references.md](references.md) (the papers' reported numbers and the metric
+#   definitions), `rsis_lite/metrics.py`, `rsis_lite/evaluation.py`, `rsis_lite/widgets/metrics.py`
+#   (`perturb`, `align_ids`), `data/checkpoints/README.md` (the shipped checkpoint's scores).
