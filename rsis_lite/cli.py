@@ -48,6 +48,15 @@ def _add_data_args(p: argparse.ArgumentParser, default_split: str) -> None:
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N | mps (default: cuda when present)")
 
 
+def _add_crf_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--crf", action="store_true",
+                   help="refine every label map with a fully connected CRF (rsis_lite.crf) on the system's "
+                        "soft masks; parameters from --crf-params, else CKPT.crf.json next to the checkpoint "
+                        "(written by `python -m rsis_lite.crf search`), else the defaults")
+    p.add_argument("--crf-params", default=None, metavar="FILE",
+                   help="JSON file of CRF parameters (CRFParams fields); implies --crf")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m rsis_lite", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -84,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p, default_split="val")
     p.add_argument("--out", required=True, help="output folder (never inside the input's folders)")
     p.add_argument("--overwrite", action="store_true", help="replace label files already in --out")
+    _add_crf_args(p)
 
     p = sub.add_parser("evaluate", help="score predictions against ground truth")
     p.add_argument("--pred", default=None, help="folder of predicted label PNGs")
@@ -92,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="predict with this checkpoint, then score")
     _add_data_args(p, default_split="val")
     p.add_argument("--json", default=None, help="write the figures to this JSON file")
+    _add_crf_args(p)
 
     p = sub.add_parser("export", help="write a dataset as images/ + labels/ PNG folders")
     _add_data_args(p, default_split="val")
@@ -115,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     if getattr(args, "default_split", None) and args.split is None:
         args.split = "all" if args.data == "folder" and args.command != "train" else args.default_split
+    if getattr(args, "crf_params", None) is not None:
+        args.crf = True
     if getattr(args, "leaves", None) and args.leaves[0] > args.leaves[1]:
         print(f"error: argument --leaves: MIN {args.leaves[0]} is larger than MAX {args.leaves[1]}", file=sys.stderr)
         return 2

@@ -159,18 +159,20 @@ def _evaluate_checkpoint(args) -> dict[str, Any]:
     try:
         from rsis_lite.config import get_device
         from rsis_lite.data.registry import load_dataset
-        from rsis_lite.inference import dataset_for_checkpoint, load_system, output_name, predict_dataset, resize_labels
+        from rsis_lite.inference import (crf_from_args, dataset_for_checkpoint, load_system, output_name,
+                                         predict_dataset, resize_labels)
     except ImportError as e:
         raise RsisError(f"evaluate --checkpoint needs the inference and data modules, which failed to "
                         f"import ({e}); score PNG folders with --pred/--gt instead") from e
 
     device = get_device(args.device)
+    crf, crf_source = crf_from_args(args)
     system, ckpt = load_system(args.checkpoint, device)
     ds, size, common, cap = dataset_for_checkpoint(args, ckpt)
     gt_ds = ds if size is None else load_dataset(args.data, size=None, **common)
     if len(gt_ds) != len(ds):
         raise DataError(f"{args.data}: {len(ds)} images at size {size} but {len(gt_ds)} at full size")
-    preds = predict_dataset(system, ds, device=device, max_steps=cap, progress=True)
+    preds = predict_dataset(system, ds, device=device, max_steps=cap, progress=True, crf=crf)
     names, labels, scores, gts = [], [], [], []
     for i, (lab, sc) in enumerate(preds):
         gt = gt_ds[i][1]
@@ -185,6 +187,8 @@ def _evaluate_checkpoint(args) -> dict[str, Any]:
     result["max_steps"] = cap
     result["data"] = {"kind": args.data, "root": args.root, "split": args.split, "family": args.family,
                       "size": list(size) if size else None}
+    if crf is not None:
+        result["crf"] = {"params": crf.to_dict(), "source": crf_source}
     return result
 
 
@@ -198,6 +202,9 @@ def cli_evaluate(args) -> int:
             raise RsisError("evaluate needs both --pred PRED_DIR and --gt GT_DIR (or --checkpoint CKPT)")
         if args.checkpoint is not None:
             raise RsisError("give either --pred/--gt folders or --checkpoint, not both")
+        if getattr(args, "crf", False):
+            raise RsisError("--crf needs --checkpoint: it refines a system's soft masks, which label PNGs "
+                            "do not have (predict --crf writes refined PNGs to score with --pred/--gt)")
         result = evaluate_folders(args.pred, args.gt, glob=args.glob)
     elif args.checkpoint is not None:
         result = _evaluate_checkpoint(args)
@@ -205,6 +212,8 @@ def cli_evaluate(args) -> int:
         raise RsisError("nothing to evaluate: pass --pred PRED_DIR --gt GT_DIR to score label PNGs, "
                         "or --checkpoint CKPT [--data ...] to predict and score")
     print(format_table(result))
+    if "crf" in result:
+        print(f"label maps refined by the dense CRF ({result['crf']['source']})")
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -76,18 +76,22 @@ def resize_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def predict_dataset(system: System | str | Path, dataset, device: torch.device | str = "cpu",
-                    max_steps: int = DEFAULT_CAP, batch_size: int = 16, progress: bool = False, **predict_kw,
-                    ) -> list[tuple[np.ndarray, np.ndarray]]:
+                    max_steps: int = DEFAULT_CAP, batch_size: int = 16, progress: bool = False, crf=None,
+                    **predict_kw) -> list[tuple[np.ndarray, np.ndarray]]:
     """Predict every image of ``dataset``; returns ``(label_map int64 (H0, W0), scores (K,))`` per image
     at the image's original size when the dataset knows it (``dataset.original_size(i)``)."""
     return [(lab, p.scores) for lab, p in predict_full(system, dataset, device, max_steps, batch_size,
-                                                          progress, **predict_kw)]
+                                                          progress, crf=crf, **predict_kw)]
 
 
 def predict_full(system: System | str | Path, dataset, device: torch.device | str = "cpu",
-                 max_steps: int = DEFAULT_CAP, batch_size: int = 16, progress: bool = False, **predict_kw,
-                 ) -> list[tuple[np.ndarray, Prediction]]:
-    """Like :func:`predict_dataset`, keeping each image's whole :class:`Prediction`."""
+                 max_steps: int = DEFAULT_CAP, batch_size: int = 16, progress: bool = False, crf=None,
+                 **predict_kw) -> list[tuple[np.ndarray, Prediction]]:
+    """Like :func:`predict_dataset`, keeping each image's whole :class:`Prediction`.
+
+    ``crf`` (a :class:`rsis_lite.crf.CRFParams`) refines each prediction with the dense CRF on the
+    image the system saw, before the label map is resized back.
+    """
     from tqdm.auto import tqdm
 
     if not isinstance(system, torch.nn.Module):
@@ -97,7 +101,12 @@ def predict_full(system: System | str | Path, dataset, device: torch.device | st
     for start in tqdm(range(0, len(idx), batch_size), disable=not progress, desc="predict"):
         chunk = idx[start:start + batch_size]
         images = torch.stack([dataset[i][0] for i in chunk]).to(device)       # (b, 3, H, W)
-        for i, p in zip(chunk, system.predict(images, max_steps=max_steps, **predict_kw)):
+        preds = system.predict(images, max_steps=max_steps, **predict_kw)
+        if crf is not None:
+            from rsis_lite.crf import refine_predictions
+
+            preds = refine_predictions(preds, images, crf)
+        for i, p in zip(chunk, preds):
             lab = p.labels
             if hasattr(dataset, "original_size"):
                 lab = resize_labels(lab, tuple(dataset.original_size(i)))
@@ -174,11 +183,12 @@ def cli_predict(args) -> int:
 
     out = Path(args.out)
     device = get_device(args.device)
+    crf, crf_source = crf_from_args(args)
     system, ckpt = load_system(args.checkpoint, device)
     ds, _, _, cap = dataset_for_checkpoint(args, ckpt)
     names = [output_name(ds, i) for i in range(len(ds))]
     check_output_dir(out, input_folders(ds), will_write=names + ["scores.json"], overwrite=args.overwrite)
-    preds = predict_full(system, ds, device=device, max_steps=cap, progress=True)
+    preds = predict_full(system, ds, device=device, max_steps=cap, progress=True, crf=crf)
     out.mkdir(parents=True, exist_ok=True)
     scores, classes = {}, {}
     for name, (lab, p) in zip(names, preds):
@@ -189,5 +199,16 @@ def cli_predict(args) -> int:
     (out / "scores.json").write_text(json.dumps(scores, indent=1))
     if classes:
         (out / "classes.json").write_text(json.dumps(classes, indent=1))
-    print(f"wrote {len(preds)} label maps and scores.json to {out} (at most {cap} steps per image)")
+    refined = f", refined by the dense CRF ({crf_source})" if crf is not None else ""
+    print(f"wrote {len(preds)} label maps and scores.json to {out} (at most {cap} steps per image{refined})")
     return 0
+
+
+def crf_from_args(args):
+    """``--crf`` / ``--crf-params``: (CRFParams, where they came from), or (None, None) without --crf.
+    Read before any work, so a bad parameter file fails at the door."""
+    if not getattr(args, "crf", False):
+        return None, None
+    from rsis_lite.crf import resolve_params
+
+    return resolve_params(getattr(args, "checkpoint", None), getattr(args, "crf_params", None))
