@@ -65,8 +65,7 @@ def evaluate_checkpoint(profile, ckpt: Path, device, crf=None) -> dict:
 
 def crf_params_for(ckpt: Path):
     """The searched dense-CRF parameters stored next to a checkpoint (``CKPT.crf.json``), or None.
-    They were chosen on validation seed 1000 scenes, the ones this table scores: the CRF rows are
-    therefore optimistic; the README's CRF table scores other seeds."""
+    The shipped ones were searched on seed-2000 scenes, never the seed-1000 scenes scored here."""
     from rsis_lite.crf import load_params, params_path
 
     path = params_path(ckpt)

@@ -12,7 +12,9 @@ from rsis_lite.config import get_profile
 def test_reproduce_writes_the_table(tmp_path, monkeypatch):
     ckdir = tmp_path / "checkpoints"
     ckdir.mkdir()
-    shutil.copy(rep.shipped_checkpoint("ris", "quick"), ckdir / "ris_leaves_quick.pt")
+    shipped = rep.shipped_checkpoint("ris", "quick")
+    shutil.copy(shipped, ckdir / "ris_leaves_quick.pt")
+    shutil.copy(str(shipped) + ".crf.json", ckdir / "ris_leaves_quick.pt.crf.json")
     monkeypatch.setattr(rep, "CHECKPOINTS", ckdir)
     prof = get_profile("quick", n_val=6)
     text = rep.reproduce(profile=prof, out=tmp_path / "summary.md")
@@ -30,6 +32,8 @@ def test_reproduce_writes_the_table(tmp_path, monkeypatch):
     # The exported PNGs quantise the rendered images to 8 bits, which moves a few boundary pixels.
     assert abs(float(sbd_cell.split()[0]) - 100 * sbd) < 1.0, (sbd_cell, sbd)
     assert "| leaves | 6 | 64x64 |" in text
+    crf_row = next(line for line in text.splitlines() if line.startswith("| RIS (Romera-Paredes & Torr) + CRF"))
+    assert float(crf_row.split("|")[4].split()[0]) > float(sbd_cell.split()[0])   # the CRF helps here too
 
 
 def test_reproduce_lists_systems_without_a_checkpoint(tmp_path, monkeypatch):

@@ -14,6 +14,8 @@ KINDS = ("leaves", "cvppp", "folder", "nuclei")
 SPLITS = ("all", "train", "val")
 # Synthetic scenes: training and validation come from disjoint seeds.
 TRAIN_SEED, VAL_SEED = 0, 1000
+# Scenes for choosing post-processing parameters (the dense CRF): never trained on, never scored.
+SEARCH_SEED = 2000
 
 
 def nuclei_root() -> Path:
