@@ -383,6 +383,6 @@ def test_crf_module_search_command_writes_params(tmp_path):
     shutil.copy(SHIPPED, ckpt)
     assert crf_main(["search", "--checkpoint", str(ckpt), "--num", "2", "--grid", '{"w_b": [3.0, 6.0]}']) == 0
     doc = json.loads(params_path(ckpt).read_text())
-    assert doc["search"]["seed"] == 1000 and doc["search"]["points"] == 2
+    assert doc["search"]["seed"] == 2000 and doc["search"]["points"] == 2     # the search seed, never the scored 1000
     assert load_params(params_path(ckpt)).w_b in (3.0, 6.0)
     assert crf_main(["search", "--checkpoint", str(ckpt), "--num", "0"]) == 2
