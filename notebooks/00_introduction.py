@@ -47,7 +47,7 @@ print(env_report())
 # (synthetic leaf rosettes, CVPPP leaves, DSB2018 nuclei) and compares the synthetic rosettes
 # with real CVPPP plants. Last, it shows how an instance segmentation is stored and batched.
 #
-# **You will be able to**
+# **Objectives.** You will be able to
 #
 # * say what separates instance segmentation from semantic segmentation, and why a varying count
 #   and the lack of a natural order make it hard for a network with a fixed output;

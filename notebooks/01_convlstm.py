@@ -48,7 +48,7 @@ print(env_report())
 # convolutions buy: weights shared over space, a state that is a map, and a receptive field that
 # grows with every step. It ends with a hand-set cell that floods a leaf rosette, one pixel per step.
 #
-# **You will be able to**
+# **Objectives.** You will be able to
 #
 # * write one ConvLSTM step from the gate equations and check it against a reference
 #   implementation;

@@ -50,7 +50,7 @@ print(env_report())
 # pixels. Nothing is trained here (that is notebook 04). At the end, though, we open the shipped
 # trained model and measure what training did with $b$.
 #
-# **You will be able to**
+# **Objectives.** You will be able to
 #
 # * trace an image through RIS (features, unrolled ConvLSTM, mask and confidence heads) and give
 #   every tensor's shape;

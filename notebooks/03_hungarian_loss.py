@@ -49,7 +49,7 @@ print(env_report())
 # hand and check it against autograd, and end with a widget that shows which prediction was matched
 # to which leaf.
 #
-# **You will be able to**
+# **Objectives.** You will be able to
 #
 # * compute the soft IoU of a soft mask and a leaf, by hand and with `soft_iou`, and derive its
 #   gradient;

@@ -49,7 +49,7 @@ print(env_report())
 # checkpoint (or trains a short run when it is missing), opens up the stop rule step by step, scores
 # the checkpoint on unseen scenes, and ends with the paper-scale recipe for a GPU.
 #
-# **You will be able to**
+# **Objectives.** You will be able to
 #
 # * write the RIS training loop (batch → loss → zero_grad → backward → clip → step) and say what the
 #   package's `Trainer` adds to it;

@@ -51,7 +51,7 @@ print(env_report())
 # papers' CVPPP table (and says why they cannot be compared), and ends with the command line that
 # scores any folder of label maps.
 #
-# **You will be able to**
+# **Objectives.** You will be able to
 #
 # * compute SBD, DiC, FBD, MWCov, MUCov and COCO-style AP from their definitions and check them
 #   against `rsis_lite.metrics`;

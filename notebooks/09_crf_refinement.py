@@ -36,7 +36,7 @@ print(env_report())
 # weights on a live scene, measures what the searched CRF does to the shipped RIS checkpoint on
 # unseen scenes (and where it hurts), and ends with the learnable version of Zheng et al. (ICCV 2015).
 #
-# **You will be able to**
+# **Objectives.** You will be able to
 #
 # * write the dense-CRF energy (unary + Potts pairwise with spatial and bilateral Gaussian kernels)
 #   and build its unaries from a RIS `Prediction`;
