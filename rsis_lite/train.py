@@ -50,7 +50,7 @@ class TrainConfig(ConfigBase):
     clip_value: float = 5.0              # clamp each gradient to +-clip_value
     clip_norm: float | None = 10.0       # then clip the norm of the groups that ask for it
     weight_decay: float = 0.0
-    precision: str = "fp32"              # fp32 | bf16 (autocast); "auto" is resolved before training
+    precision: str = "fp32"              # fp32 | bf16 (autocast) | auto (resolved by the Trainer)
     seed: int = 0
     time_budget_min: float | None = None  # schedules follow time too (see the module docstring)
     checkpoint_every: int = 100          # steps between checkpoints ...
@@ -184,9 +184,10 @@ class Trainer:
                  device: torch.device | str = "cpu", evaluate: Callable[[nn.Module], dict] | None = None,
                  callback: Callable[["Trainer"], None] | None = None, extra: dict[str, Any] | None = None,
                  clock: Callable[[], float] = time.perf_counter) -> None:
-        if cfg.precision not in ("fp32", "bf16"):
-            raise RsisError(f"precision {cfg.precision!r} is not resolved; use fp32 or bf16 "
-                            "(rsis_lite.config.resolve_precision turns 'auto' into one of them)")
+        from rsis_lite.config import PRECISIONS
+
+        if cfg.precision not in PRECISIONS:
+            raise RsisError(f"precision {cfg.precision!r}: use one of {', '.join(PRECISIONS)}")
         self.device = torch.device(device)
         self.system = system.to(self.device)
         self.model = self.system                     # the name notebooks and older code use
@@ -214,6 +215,10 @@ class Trainer:
         self.elapsed_seconds = 0.0                   # wall time of fit() loops: what a budget counts
         if self.ckpt_path is not None and self.ckpt_path.exists():
             self.resume(self.ckpt_path)
+        if cfg.precision == "auto":                  # a fresh run: what this device computes natively
+            from rsis_lite.config import resolve_precision
+
+            cfg.precision = resolve_precision("auto", self.device)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -248,6 +253,11 @@ class Trainer:
         if ckpt["system"] != name or ckpt["model_config"] != self.system.config.to_dict():
             raise CheckpointError(f"{path} holds a different model ({ckpt['system']}) or configuration than "
                                   "the one being trained; use another --out, or delete the file to start over")
+        if self.cfg.precision == "auto":             # a resumed run keeps the precision it started with
+            from rsis_lite.config import resolve_precision
+
+            stored = type(self.cfg).from_dict(ckpt["train_config"]).precision
+            self.cfg.precision = resolve_precision("auto", self.device, stored=stored)
         diffs = config_differences(ckpt["train_config"], self.cfg.to_dict())
         if diffs:
             raise CheckpointError(f"{path} was trained with other settings ({'; '.join(diffs)}); resume with the "
@@ -395,7 +405,7 @@ def data_spec(kind: str, dataset, size: tuple[int, int] | None, split: str, prof
 
 def cli_train(args) -> int:
     """``python -m rsis_lite train``: data, system (from the registry), recipe, trainer; resume if --out exists."""
-    from rsis_lite.config import get_device, get_profile, resolve_precision, seed_everything
+    from rsis_lite.config import get_device, get_profile, seed_everything
     from rsis_lite.data import JointAugment
     from rsis_lite.data.registry import load_dataset
     from rsis_lite.inference import inference_cap, load_system, make_evaluator
@@ -440,8 +450,7 @@ def cli_train(args) -> int:
         else:
             system = build(args.model, model_cfg)
         out = Path(args.out)
-        stored = _stored_precision(out)
-        cfg.precision = resolve_precision(args.precision, device, stored=stored)
+        cfg.precision = args.precision               # "auto" is resolved by the Trainer (kept on resume)
         source = BatchSource(train_ds, cfg.batch_size, seed=cfg.seed, augment=augment, cache=cache)
         cap = inference_cap(spec["max_instances"], spec["max_instances"])
         evaluator = make_evaluator(val_ds, max_steps=cap, device=device) if val_ds is not None and rank == 0 else None
@@ -469,10 +478,3 @@ def cli_train(args) -> int:
         if distributed and dist.is_initialized():
             dist.destroy_process_group()
 
-
-def _stored_precision(path: Path) -> str | None:
-    """The precision an existing checkpoint at ``path`` was trained with (for resuming with auto)."""
-    if not path.is_file():
-        return None
-    ckpt = load_checkpoint(path)
-    return (ckpt.get("train_config") or {}).get("precision")

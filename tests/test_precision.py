@@ -42,3 +42,21 @@ def test_train_records_the_precision_it_used(tmp_path, monkeypatch):
     out = tmp_path / "p.pt"
     assert main(["train", "--size", "24", "24", "--steps", "1", "--batch-size", "2", "--out", str(out)]) == 0
     assert torch.load(out, weights_only=True)["train_config"]["precision"] == "fp32"
+
+
+def test_the_trainer_resolves_auto_and_keeps_it_on_resume(tmp_path, monkeypatch):
+    from rsis_lite.data import SyntheticLeaves
+    from rsis_lite.systems.ris import RIS, RISTrainConfig
+    from rsis_lite.train import BatchSource, Trainer
+
+    def trainer(precision):
+        torch.manual_seed(0)
+        cfg = RISTrainConfig(steps=1, batch_size=2, eval_every=0, precision=precision)
+        return Trainer(RIS(RIS.tiny()), BatchSource(SyntheticLeaves(4, size=24), 2), cfg, ckpt_path=tmp_path / "p.pt")
+
+    monkeypatch.setattr(config, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    assert trainer("auto").fit(progress=False).cfg.precision == "bf16"     # fresh: native bf16 here
+    monkeypatch.setattr(config, "cpu_flags", lambda: {"avx2"})
+    assert trainer("auto").cfg.precision == "bf16"                          # resumed: keeps what it used
+    (tmp_path / "p.pt").unlink()
+    assert trainer("auto").cfg.precision == "fp32"                          # fresh, no native bf16
