@@ -14,7 +14,7 @@ from rsis_lite.errors import RsisError
 from rsis_lite.validate import (OneLineParser, leaf_count, learning_rate, nonneg_int, positive_float,
                                 positive_int, side)
 
-DATA_CHOICES = ["leaves", "cvppp", "folder", "nuclei"]
+DATA_CHOICES = ["leaves", "garden", "cvppp", "folder", "nuclei"]
 PRECISION_HELP = ("auto (default): bf16 autocast where the device computes bf16 natively (CUDA with bf16, "
                   "a CPU with AMX or AVX512-BF16), else fp32; `bench` times both")
 
@@ -27,7 +27,8 @@ def _system_names() -> list[str]:
 
 def _add_data_args(p: argparse.ArgumentParser, default_split: str) -> None:
     p.add_argument("--data", choices=DATA_CHOICES, default="leaves",
-                   help="leaves: synthetic rosettes (default, embedded); cvppp: your CVPPP copy "
+                   help="leaves: synthetic rosettes (default, embedded); garden: synthetic multi-class "
+                        "scenes (leaf, flower, stone; writes/reads classes.json); cvppp: your CVPPP copy "
                         "(--root holds A1/ ...); folder: any images/ + labels/ folder (--root); "
                         "nuclei: the DSB2018 subset shipped in data/nuclei")
     p.add_argument("--root", default=None, help="dataset folder for --data cvppp|folder")
@@ -41,6 +42,11 @@ def _add_data_args(p: argparse.ArgumentParser, default_split: str) -> None:
     p.add_argument("--num", type=positive_int, default=None, help="synthetic leaves: number of scenes")
     p.add_argument("--leaves", type=leaf_count, nargs=2, metavar=("MIN", "MAX"), default=None,
                    help="synthetic leaves: leaf count range (default: the profile's, 2 8 for quick)")
+    p.add_argument("--style", choices=["classic", "rosette"], default=None,
+                   help="synthetic leaves: classic (default; the scenes the shipped checkpoints saw) or "
+                        "rosette (closer to real Arabidopsis: ovate blades on petioles, young leaves small "
+                        "in the centre, a pot, uneven light; for CVPPP-shaped scenes, e.g. --size 106 100 "
+                        "--leaves 11 20). predict / evaluate --checkpoint default to the checkpoint's style")
     p.add_argument("--profile", choices=["quick", "full"], default=None,
                    help="default: RSIS_PROFILE, else full on CUDA, else quick")
     p.add_argument("--size", type=side, nargs=2, metavar=("H", "W"), default=None,

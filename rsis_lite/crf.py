@@ -742,10 +742,10 @@ def search_params(system, dataset, grid: dict[str, Sequence] | Sequence[CRFParam
     preds, images, gts = [], [], []
     with torch.no_grad():
         for s in range(0, len(samples), batch_size):
-            ims = torch.stack([im for im, _ in samples[s:s + batch_size]]).to(device)   # (b, 3, H, W)
+            ims = torch.stack([it[0] for it in samples[s:s + batch_size]]).to(device)   # (b, 3, H, W)
             preds += system.predict(ims, max_steps=max_steps)
             images += list(ims)
-    gts = [lab.numpy() for _, lab in samples]
+    gts = [it[1].numpy() for it in samples]
 
     def score(labels: list[np.ndarray]) -> dict[str, float]:
         per = [image_scores(_fit(lab, g), g) for lab, g in zip(labels, gts)]

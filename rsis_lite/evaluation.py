@@ -24,7 +24,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from rsis_lite.errors import DataError, RsisError
-from rsis_lite.metrics import average_precision, image_scores, summarize
+from rsis_lite.metrics import (average_precision, average_precision_per_class, class_accuracy, image_scores,
+                               summarize)
 
 # Figures printed x100 with one decimal (as in the papers); the others (counts) with two decimals.
 PERCENT_KEYS = ("SBD", "FBD", "MWCov", "MUCov")
@@ -40,11 +41,14 @@ def _read_label(path: Path) -> np.ndarray:
 
 
 def evaluate_pairs(names: Sequence[str], preds: Sequence[Any], gts: Sequence[Any],
-                   scores: Sequence[Any] | None = None) -> dict[str, Any]:
+                   scores: Sequence[Any] | None = None, pred_classes: Sequence[Any] | None = None,
+                   gt_classes: Sequence[Any] | None = None) -> dict[str, Any]:
     """Score prediction/ground-truth label maps pairwise; the shared core of both CLI branches.
 
     ``scores[i][k - 1]`` (optional) is the confidence of instance k of ``preds[i]``; when given,
-    the result also holds COCO-style ``"AP"`` figures over all images.
+    the result also holds COCO-style ``"AP"`` figures over all images. With the classes of both
+    sides (``pred_classes[i][k - 1]``, ``gt_classes[i][k - 1]``) it also holds ``"classes"``: the
+    class accuracy of matched instances and, with scores, AP per class and their mean.
     """
     if not (len(names) == len(preds) == len(gts)):
         raise DataError(f"{len(names)} names, {len(preds)} predictions and {len(gts)} ground truths")
@@ -54,7 +58,36 @@ def evaluate_pairs(names: Sequence[str], preds: Sequence[Any], gts: Sequence[Any
                               "missing": [], "n_images": len(per_image)}
     if scores is not None:
         result["AP"] = average_precision(list(zip(preds, scores)), gts)
+    if pred_classes is not None and gt_classes is not None:
+        cls = class_accuracy(list(zip(preds, pred_classes)), list(zip(gts, gt_classes)))
+        if scores is not None:
+            ap = average_precision_per_class(list(zip(preds, scores, pred_classes)), list(zip(gts, gt_classes)))
+            cls["AP_per_class"] = {str(c): v for c, v in ap["per_class"].items()}
+            cls["mAP"] = ap["mean"]
+        result["classes"] = cls
     return result
+
+
+def _side_json(folder: Path, name: str) -> tuple[Path | None, dict[str, Any] | None]:
+    """``folder/name`` (or, for a ``labels/`` folder, its parent's) parsed as JSON, or (None, None)."""
+    for cand in (folder / name, folder.parent / name):
+        if cand.is_file():
+            try:
+                return cand, json.loads(cand.read_text())
+            except ValueError as e:
+                raise DataError(f"could not parse {cand}: {e}; re-run predict/export or remove it") from e
+    return None, None
+
+
+def _side_lists(path: Path | None, data: dict[str, Any] | None, keys: Sequence[str], what: str):
+    """One list per key from a ``{stem: [...]}`` side file, or None when the file is absent."""
+    if data is None:
+        return None
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise DataError(f"{path} has no {what} for {len(missing)} image(s), e.g. {missing[0]!r}; "
+                        f"re-run the command that wrote it")
+    return [data[k] for k in keys]
 
 
 def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, glob: str = "*.png") -> dict[str, Any]:
@@ -93,7 +126,16 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, glob: str = "*.pn
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         print(f"warning: {len(missing)} of {len(gt_files)} predictions missing in {pred_dir} "
               f"(scored as empty): {shown}", file=sys.stderr)
-    result = evaluate_pairs(names, preds, gts)
+    stems = [Path(n).stem for n in names]
+    spath, sdata = _side_json(pred_dir, "scores.json")
+    scores = None
+    if sdata is not None and not missing:
+        scores = _side_lists(spath, {Path(k).stem: v for k, v in sdata.items()}, stems, "scores")
+    ppath, pdata = _side_json(pred_dir, "classes.json")
+    gpath, gdata = _side_json(gt_dir, "classes.json")
+    pred_classes = _side_lists(ppath, pdata, stems, "classes") if gdata is not None and not missing else None
+    gt_classes = _side_lists(gpath, gdata, stems, "classes") if pdata is not None else None
+    result = evaluate_pairs(names, preds, gts, scores=scores, pred_classes=pred_classes, gt_classes=gt_classes)
     result["missing"] = missing
     return result
 
@@ -130,6 +172,13 @@ def format_table(result: dict[str, Any], per_image: bool = True) -> str:
         ap = result["AP"]
         out.append("AP {}  AP50 {}  AP75 {}  (COCO-style, x100)".format(
             *(_fmt("SBD", ap[k]) for k in ("AP", "AP50", "AP75"))))
+    if "classes" in result:
+        c = result["classes"]
+        out.append(f"class accuracy of matched instances {_fmt('SBD', c['class_accuracy'])} "
+                   f"({c['correct']} of {c['matched']} matched at IoU >= 0.5, x100)")
+        if "mAP" in c:
+            per = "  ".join(f"class {k}: {_fmt('SBD', v['AP'])}" for k, v in c["AP_per_class"].items())
+            out.append(f"AP per class (x100): {per}  mean {_fmt('SBD', c['mAP']['AP'])}")
     if result.get("missing"):
         out.append(f"{len(result['missing'])} missing prediction(s) scored as empty")
     return "\n".join(out)
@@ -160,7 +209,7 @@ def _evaluate_checkpoint(args) -> dict[str, Any]:
         from rsis_lite.config import get_device
         from rsis_lite.data.registry import load_dataset
         from rsis_lite.inference import (crf_from_args, dataset_for_checkpoint, load_system, output_name,
-                                         predict_dataset, resize_labels)
+                                         predict_full, resize_labels)
     except ImportError as e:
         raise RsisError(f"evaluate --checkpoint needs the inference and data modules, which failed to "
                         f"import ({e}); score PNG folders with --pred/--gt instead") from e
@@ -169,19 +218,26 @@ def _evaluate_checkpoint(args) -> dict[str, Any]:
     crf, crf_source = crf_from_args(args)
     system, ckpt = load_system(args.checkpoint, device)
     ds, size, common, cap = dataset_for_checkpoint(args, ckpt)
-    gt_ds = ds if size is None else load_dataset(args.data, size=None, **common)
+    # Synthetic scenes are rendered at the model's size (another size would be other scenes), so
+    # their ground truth is the dataset itself; files are scored at their size on disk.
+    gt_ds = ds if size is None or args.data in ("leaves", "garden") else load_dataset(args.data, size=None, **common)
     if len(gt_ds) != len(ds):
         raise DataError(f"{args.data}: {len(ds)} images at size {size} but {len(gt_ds)} at full size")
-    preds = predict_dataset(system, ds, device=device, max_steps=cap, progress=True, crf=crf)
-    names, labels, scores, gts = [], [], [], []
-    for i, (lab, sc) in enumerate(preds):
-        gt = gt_ds[i][1]
+    preds = predict_full(system, ds, device=device, max_steps=cap, progress=True, crf=crf)
+    names, labels, scores, gts, pcls, gcls = [], [], [], [], [], []
+    for i, (lab, p) in enumerate(preds):
+        item = gt_ds[i]                                      # (image, labels[, classes])
+        gt = item[1]
         lab_t = resize_labels(torch.as_tensor(lab), tuple(gt.shape))  # no-op when sizes agree
         names.append(output_name(ds, i))
         labels.append(lab_t.numpy())
-        scores.append(np.asarray(sc))
+        scores.append(np.asarray(p.scores))
         gts.append(gt.numpy())
-    result = evaluate_pairs(names, labels, gts, scores=scores)
+        pcls.append(p.classes)
+        gcls.append(item[2].numpy() if len(item) == 3 else None)
+    with_classes = all(c is not None for c in pcls) and all(c is not None for c in gcls)
+    result = evaluate_pairs(names, labels, gts, scores=scores, pred_classes=pcls if with_classes else None,
+                            gt_classes=gcls if with_classes else None)
     result["checkpoint"] = str(args.checkpoint)
     result["system"] = ckpt["system"]
     result["max_steps"] = cap

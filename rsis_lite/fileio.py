@@ -43,6 +43,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], fsy
     return path
 
 
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (JSON side files: scores, classes)."""
+    return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
 def remove_stale(folder: Path, prefix: str) -> None:
     """Delete ``prefix*.tmp`` files in ``folder`` (left over by a killed writer of the same target)."""
     for p in folder.glob(f"{prefix}*{TMP_SUFFIX}"):

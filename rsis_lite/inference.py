@@ -120,8 +120,8 @@ def make_evaluator(dataset, max_steps: int = DEFAULT_CAP, device: torch.device |
     from rsis_lite.metrics import image_scores, summarize
 
     samples = [dataset[i] for i in range(len(dataset))]                  # read/render each scene once
-    images = torch.stack([image for image, _ in samples])                 # (N, 3, H, W)
-    gts = [labels.numpy() for _, labels in samples]
+    images = torch.stack([item[0] for item in samples])                   # (N, 3, H, W)
+    gts = [item[1].numpy() for item in samples]
 
     def evaluate(system: System) -> dict[str, float]:
         per = {}
@@ -167,7 +167,12 @@ def dataset_for_checkpoint(args, ckpt: dict[str, Any], size_override=None):
     size = tuple(args.size) if args.size else default_input_size(ckpt, args.data, prof)
     leaves = dict(min_leaves=args.leaves[0], max_leaves=args.leaves[1]) if getattr(args, "leaves", None) else {}
     common = dict(root=args.root, split=args.split, profile=prof, seed=args.seed, num=args.num,
-                  family=args.family, **(leaves if args.data == "leaves" else {}))
+                  family=args.family, **(leaves if args.data in ("leaves", "garden") else {}))
+    if args.data == "leaves":          # --style, else the style of the checkpoint's synthetic scenes
+        trained = ckpt.get("data") or {}
+        style = getattr(args, "style", None) or (trained.get("style") if trained.get("kind") == "leaves" else None)
+        if style:
+            common["style"] = style
     ds = load_dataset(args.data, size=size, **common)
     if len(ds) == 0:
         raise RsisError(f"no images in {args.data} ({args.root or ''}, split {args.split}); check --root / --split")

@@ -355,6 +355,85 @@ def average_precision(predictions: Sequence[tuple[Any, Any]], ground_truths: Seq
 
 
 # --------------------------------------------------------------------------------------------------
+# Dataset metrics with classes: AP per class and class accuracy of matched instances
+# --------------------------------------------------------------------------------------------------
+
+def _keep_class(labels: np.ndarray, classes: np.ndarray, c: int) -> np.ndarray:
+    """``labels`` with only the instances of class ``c`` kept (ids unchanged, others -> 0).
+    ``classes[k - 1]`` is the class of id k."""
+    lut = np.zeros(int(labels.max(initial=0)) + 1, dtype=bool)
+    ids = np.arange(1, min(len(classes), lut.size - 1) + 1)
+    lut[ids] = np.asarray(classes, dtype=np.int64)[ids - 1] == c
+    return np.where(lut[labels], labels, 0)
+
+
+def _classes_of(labels: np.ndarray, classes: Any, what: str, i: int) -> np.ndarray:
+    cls = np.asarray(classes, dtype=np.int64).ravel()
+    top = int(labels.max(initial=0))
+    if top > cls.size:
+        raise DataError(f"image {i}: {what} has instance id {top} but only {cls.size} classes "
+                        f"(classes[k-1] must be the class of id k)")
+    return cls
+
+
+def average_precision_per_class(predictions: Sequence[tuple[Any, Any, Any]],
+                                ground_truths: Sequence[tuple[Any, Any]]) -> dict[str, Any]:
+    """COCO-style AP by category: ``{"per_class": {c: {"AP", "AP50", "AP75"}}, "mean": {...}}``.
+
+    ``predictions[i] = (label_map, scores, classes)`` and ``ground_truths[i] = (label_map,
+    classes)`` with ``classes[k - 1]`` the class id (>= 1) of instance k. For each class c the
+    predictions of class c are scored against the ground-truth instances of class c only, with
+    :func:`average_precision` (pycocotools' per-category evaluation); a class without any
+    ground-truth instance is left out of the mean (COCO marks it -1 and skips it).
+    """
+    if len(predictions) != len(ground_truths):
+        raise DataError(f"{len(predictions)} predictions but {len(ground_truths)} ground truths")
+    preds, gts = [], []
+    for i, ((pl, sc, pc), (gl, gc)) in enumerate(zip(predictions, ground_truths)):
+        pl, gl = as_label_array(pl, "prediction"), as_label_array(gl, "ground truth")
+        preds.append((pl, sc, _classes_of(pl, pc, "the prediction", i)))
+        gts.append((gl, _classes_of(gl, gc, "the ground truth", i)))
+    found = sorted({int(c) for _, _, pc in preds for c in pc} | {int(c) for _, gc in gts for c in gc})
+    per_class: dict[int, dict[str, float]] = {}
+    for c in found:
+        ap = average_precision([(_keep_class(pl, pc, c), sc) for pl, sc, pc in preds],
+                               [_keep_class(gl, gc, c) for gl, gc in gts])
+        if not math.isnan(ap["AP"]):
+            per_class[c] = ap
+    mean = {k: float(np.mean([v[k] for v in per_class.values()])) if per_class else math.nan
+            for k in ("AP", "AP50", "AP75")}
+    return {"per_class": per_class, "mean": mean}
+
+
+def class_accuracy(predictions: Sequence[tuple[Any, Any]], ground_truths: Sequence[tuple[Any, Any]],
+                   iou_threshold: float = 0.5) -> dict[str, float]:
+    """Accuracy of the class of matched instances: ``{"class_accuracy", "matched", "correct"}``.
+
+    ``predictions[i] = (label_map, classes)``, ``ground_truths[i] = (label_map, classes)``. In each
+    image, predictions and ground-truth instances are paired one-to-one by the assignment that
+    maximises the total IoU (``scipy.optimize.linear_sum_assignment``); pairs with IoU below
+    ``iou_threshold`` are not matched. The accuracy is correct / matched over the dataset (nan when
+    nothing matched), so it measures the class head alone, not the segmentation.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    matched = correct = 0
+    for i, ((pl, pc), (gl, gc)) in enumerate(zip(predictions, ground_truths)):
+        pl, gl = as_label_array(pl, "prediction"), as_label_array(gl, "ground truth")
+        pc, gc = _classes_of(pl, pc, "the prediction", i), _classes_of(gl, gc, "the ground truth", i)
+        table, pred_ids, gt_ids = contingency(pl, gl)
+        iou = _iou_matrix(table)                                           # (M, N)
+        if iou.size == 0:
+            continue
+        rows, cols = linear_sum_assignment(-iou)
+        ok = iou[rows, cols] >= iou_threshold
+        rows, cols = rows[ok], cols[ok]
+        matched += len(rows)
+        correct += int(np.sum(pc[pred_ids[rows] - 1] == gc[gt_ids[cols] - 1]))
+    return {"class_accuracy": correct / matched if matched else math.nan, "matched": matched, "correct": correct}
+
+
+# --------------------------------------------------------------------------------------------------
 # Benchmark
 # --------------------------------------------------------------------------------------------------
 

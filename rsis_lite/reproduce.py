@@ -1,7 +1,9 @@
 """``python -m rsis_lite reproduce``: evaluate every registered system on the embedded data, one table.
 
-For each system with a shipped checkpoint (``data/checkpoints/<system>_leaves_<profile>.pt``), the
-checkpoint is evaluated on synthetic leaves of the profile it never saw (validation seed 1000).
+For each system with a shipped checkpoint (``data/checkpoints/<system>_<data>_<profile>.pt``, data
+``leaves`` or ``garden``), the checkpoint is evaluated on synthetic scenes of that kind it never saw
+(validation seed 1000); garden rows add the class accuracy of matched instances and the mean of
+the per-class AP.
 ``--retrain`` first trains each system from scratch through the ``train`` command's own code path
 (its recipe, resumable). The table, with the data summary, is printed and written to
 ``results/summary.md``.
@@ -18,7 +20,9 @@ from rsis_lite.data.registry import VAL_SEED
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPO / "data" / "checkpoints"
-TITLES = {"ris": "RIS (Romera-Paredes & Torr)"}
+TITLES = {"ris": "RIS (Romera-Paredes & Torr)", "attention": "Recurrent attention (Ren & Zemel)",
+          "rsis": "RSIS (Salvador et al.)"}
+DATA_KINDS = ("leaves", "garden")      # synthetic kinds a shipped checkpoint may be trained on
 
 
 def shipped_checkpoint(system: str, profile_name: str, data: str = "leaves") -> Path:
@@ -31,7 +35,7 @@ def data_summary(profile) -> list[dict]:
     from rsis_lite.data.registry import load_dataset
 
     rows = []
-    for kind in ("leaves", "nuclei"):
+    for kind in ("leaves", "garden", "nuclei"):
         try:
             ds = load_dataset(kind, split="val", profile=profile)
         except Exception as e:  # the nuclei subset lives in the repo, not in a pip install
@@ -44,21 +48,26 @@ def data_summary(profile) -> list[dict]:
     return rows
 
 
-def evaluate_checkpoint(profile, ckpt: Path, device, crf=None) -> dict:
-    """Mean (std) of the papers' metrics and AP of any system's checkpoint on the validation leaves
-    (``crf``: refined by the dense CRF with these :class:`rsis_lite.crf.CRFParams`)."""
+def evaluate_checkpoint(profile, ckpt: Path, device, crf=None, kind: str = "leaves") -> dict:
+    """Mean (std) of the papers' metrics and AP of any system's checkpoint on the validation scenes
+    of ``kind`` (``crf``: refined by the dense CRF with these :class:`rsis_lite.crf.CRFParams`);
+    with classes (garden) also the class accuracy and AP per class."""
     from rsis_lite.data.registry import load_dataset, max_instances
     from rsis_lite.evaluation import evaluate_pairs
-    from rsis_lite.inference import inference_cap, load_system, predict_dataset, trained_max_instances
+    from rsis_lite.inference import inference_cap, load_system, predict_full, trained_max_instances
 
     system, meta = load_system(ckpt, device)
-    ds = load_dataset("leaves", split="val", profile=profile, seed=VAL_SEED)
+    ds = load_dataset(kind, split="val", profile=profile, seed=VAL_SEED)
     cap = inference_cap(max_instances(ds), trained_max_instances(meta))
     t0 = time.perf_counter()
-    preds = predict_dataset(system, ds, device=device, max_steps=cap, crf=crf)
+    preds = predict_full(system, ds, device=device, max_steps=cap, crf=crf)
     seconds = time.perf_counter() - t0
-    gts = [ds[i][1].numpy() for i in range(len(ds))]
-    res = evaluate_pairs(list(ds.ids), [p for p, _ in preds], gts, scores=[s for _, s in preds])
+    items = [ds[i] for i in range(len(ds))]
+    gts = [it[1].numpy() for it in items]
+    with_classes = len(items[0]) == 3 and all(p.classes is not None for _, p in preds)
+    res = evaluate_pairs(list(ds.ids), [lab for lab, _ in preds], gts, scores=[p.scores for _, p in preds],
+                         pred_classes=[p.classes for _, p in preds] if with_classes else None,
+                         gt_classes=[it[2].numpy() for it in items] if with_classes else None)
     res.update(n=len(ds), seconds=seconds, train_steps=int(meta.get("step", 0)), system=meta["system"])
     return res
 
@@ -80,24 +89,33 @@ def format_summary(data_rows: list[dict], system_rows: list[tuple[str, str, dict
         else:
             lines.append(f"| {r['dataset']} | {r['images']} | {r['size']} | {r['instances']} |")
     lines += ["", "## Systems (mean (std) over images; SBD, FBD, coverage x100)", "",
-              "| system | data | n | SBD | FBD | DiC | abs DiC | MWCov | MUCov | AP | AP50 |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| system | data | n | SBD | FBD | DiC | abs DiC | MWCov | MUCov | AP | AP50 | class acc | mean class AP |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for system, data, r in system_rows:
         m, s = r["mean"], r["std"]
         pct = lambda k: f"{100 * m[k]:.1f} ({100 * s[k]:.1f})"  # noqa: E731
         num = lambda k: f"{m[k]:.2f} ({s[k]:.2f})"  # noqa: E731
         lines.append(f"| {system} | {data} | {r['n']} | {pct('SBD')} | {pct('FBD')} | {num('DiC')} | "
                      f"{num('abs_DiC')} | {pct('MWCov')} | {pct('MUCov')} | {100 * r['AP']['AP']:.1f} | "
-                     f"{100 * r['AP']['AP50']:.1f} |")
+                     f"{100 * r['AP']['AP50']:.1f} | {_class_cells(r)} |")
     return "\n".join(lines) + "\n"
 
 
-def retrain_system(system: str, profile_name: str, out: Path) -> Path:
+def _class_cells(r: dict) -> str:
+    """'class accuracy | mean per-class AP' (x100) of a row with classes, else '- | -'."""
+    c = r.get("classes")
+    if not c:
+        return "- | -"
+    acc = f"{100 * c['class_accuracy']:.1f}"
+    return f"{acc} | {100 * c['mAP']['AP']:.1f}" if "mAP" in c else f"{acc} | -"
+
+
+def retrain_system(system: str, profile_name: str, out: Path, kind: str = "leaves") -> Path:
     """Train ``system`` from scratch with its recipe through the ``train`` command (resumes)."""
     from rsis_lite.cli import main
 
-    print(f"training {system} from scratch into {out} (resumes if interrupted)")
-    code = main(["train", "--model", system, "--data", "leaves", "--profile", profile_name, "--out", str(out)])
+    print(f"training {system} on {kind} from scratch into {out} (resumes if interrupted)")
+    code = main(["train", "--model", system, "--data", kind, "--profile", profile_name, "--out", str(out)])
     if code != 0:
         from rsis_lite.errors import TrainingError
 
@@ -115,18 +133,20 @@ def reproduce(profile=None, out: str | Path = "results/summary.md", retrain: boo
     data_rows = data_summary(prof)
     rows, skipped = [], []
     for name in names():
-        ckpt = shipped_checkpoint(name, prof.name)
-        if retrain:
-            ckpt = retrain_system(name, prof.name, Path(out).parent / ckpt.name)
-        elif not ckpt.exists():
-            skipped.append(name)
-            continue
-        print(f"evaluating {name} checkpoint {ckpt}")
-        title, data = TITLES.get(name, name), f"synthetic leaves {prof.image_size}px, seed {VAL_SEED}"
-        rows.append((title, data, evaluate_checkpoint(prof, ckpt, device)))
-        crf = crf_params_for(ckpt)
-        if crf is not None:
-            rows.append((f"{title} + CRF", data, evaluate_checkpoint(prof, ckpt, device, crf=crf)))
+        for kind in DATA_KINDS:
+            ckpt = shipped_checkpoint(name, prof.name, kind)
+            if retrain and (kind == "leaves" or ckpt.exists()):
+                ckpt = retrain_system(name, prof.name, Path(out).parent / ckpt.name, kind)
+            elif not ckpt.exists():
+                if kind == "leaves":
+                    skipped.append(name)
+                continue
+            print(f"evaluating {name} checkpoint {ckpt}")
+            title, data = TITLES.get(name, name), f"synthetic {kind} {prof.image_size}px, seed {VAL_SEED}"
+            rows.append((title, data, evaluate_checkpoint(prof, ckpt, device, kind=kind)))
+            crf = crf_params_for(ckpt)
+            if crf is not None:
+                rows.append((f"{title} + CRF", data, evaluate_checkpoint(prof, ckpt, device, crf=crf, kind=kind)))
     text = f"# rsis-lite results ({prof.name} profile)\n\n" + format_summary(data_rows, rows)
     if skipped:
         text += f"\nNo shipped {prof.name} checkpoint for: {', '.join(skipped)} (train one with --retrain).\n"

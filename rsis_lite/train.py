@@ -138,14 +138,14 @@ class BatchSource:
         per = self.batch_size // world
         items = []
         for j in range(rank * per, (rank + 1) * per):
-            image, labels = self._get(self._index(k * self.batch_size + j))
+            item = self._get(self._index(k * self.batch_size + j))     # (image, labels[, classes])
             if self.augment is not None:
                 # torchvision's random transforms draw from torch's global RNG: fork it and seed it
                 # from (seed, k, j) so the augmentation of a batch does not depend on history.
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed((self.seed * 1_000_003 + k) * 1_009 + j)
-                    image, labels = self.augment(image, labels)
-            items.append((image, labels))
+                    item = self.augment(*item)       # JointAugment keeps classes aligned
+            items.append(tuple(item))
         return collate_instances(items)
 
 
@@ -399,8 +399,13 @@ def data_spec(kind: str, dataset, size: tuple[int, int] | None, split: str, prof
     """What a checkpoint records of its training data (and what recipes and the inference cap read)."""
     from rsis_lite.data.registry import max_instances
 
-    return {"kind": kind, "split": split, "size": list(size) if size else None, "profile": profile_name,
-            "max_instances": max_instances(dataset)}
+    from rsis_lite.data.registry import num_classes
+
+    spec = {"kind": kind, "split": split, "size": list(size) if size else None, "profile": profile_name,
+            "max_instances": max_instances(dataset), "num_classes": num_classes(dataset)}
+    if getattr(dataset, "style", None):               # synthetic leaves: classic or rosette scenes
+        spec["style"] = dataset.style
+    return spec
 
 
 def cli_train(args) -> int:
@@ -424,8 +429,10 @@ def cli_train(args) -> int:
         if args.data == "cvppp" and size is None:
             size = prof.cvppp_size
         leaves = dict(min_leaves=args.leaves[0], max_leaves=args.leaves[1]) if getattr(args, "leaves", None) else {}
-        if args.data == "leaves":
-            train_ds = load_dataset("leaves", split=args.split, profile=prof, seed=args.seed,
+        if args.data == "leaves" and getattr(args, "style", None):
+            leaves["style"] = args.style               # train and val scenes of the same style
+        if args.data in ("leaves", "garden"):
+            train_ds = load_dataset(args.data, split=args.split, profile=prof, seed=args.seed,
                                     num=args.num or 10_000_000, size=size, **leaves)  # rendered on demand
             augment, cache = JointAugment(hflip=True, rot90=True), False
         else:
@@ -434,7 +441,7 @@ def cli_train(args) -> int:
             augment = JointAugment(hflip=True, vflip=True, rot90=True, rotation_degrees=180.0)
             cache = True
         val_ds = None
-        if args.data == "leaves" or args.split == "train":
+        if args.data in ("leaves", "garden") or args.split == "train":
             val_ds = load_dataset(args.data, root=args.root, split="val", profile=prof, size=size,
                                   family=args.family, num=min(prof.n_val, 64), **leaves)
         from rsis_lite.validate import check_checkpoint_output, input_folders
@@ -442,7 +449,7 @@ def cli_train(args) -> int:
         check_checkpoint_output(args.out, input_folders(train_ds), init=args.init)
         spec = data_spec(args.data, train_ds, size, args.split, prof.name)
         cls = get_system(args.model)
-        model_cfg, cfg = cls.recipe(prof, spec, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        model_cfg, cfg = cls.recipe(prof, {**spec, "fine_tune": bool(args.init)}, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                     time_budget_min=args.time_budget)
         cfg.seed = args.train_seed
         if args.init:  # fine-tune: weights and architecture from another run, fresh optimiser and schedule

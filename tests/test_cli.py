@@ -148,4 +148,7 @@ def test_train_stores_the_recipe(trained):
 def test_train_help_lists_the_registry(capsys):
     assert main(["train", "--help"]) == 0
     out = capsys.readouterr().out
-    assert "--model {ris}" in out and "--precision" in out
+    from rsis_lite.systems import names
+
+    assert f"--model {{{','.join(names())}}}" in out and "--precision" in out
+    assert {"ris", "attention", "rsis"} <= set(names())

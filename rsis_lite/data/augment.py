@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rsis_lite.data.instances import relabel_sequential
+from rsis_lite.data.instances import relabel_sequential, surviving_classes
 
 
 class JointAugment:
@@ -66,17 +66,19 @@ class JointAugment:
         self.transform = v2.Compose(steps) if steps else None
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
-    def __call__(self, image: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    def __call__(self, image: Tensor, labels: Tensor, classes: Tensor | None = None):
+        """Returns (image, labels), or (image, labels, classes) when ``classes`` (K,) is given: the
+        classes of the instances that survive the geometry, aligned with the relabelled ids."""
         if self.generator is None:
-            return self._apply(image, labels)
+            return self._apply(image, labels, classes)
         # Draw a fresh seed from our own generator and run torchvision under it, leaving the
         # caller's global RNG untouched.
         call_seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(call_seed)
-            return self._apply(image, labels)
+            return self._apply(image, labels, classes)
 
-    def _apply(self, image: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    def _apply(self, image: Tensor, labels: Tensor, classes: Tensor | None = None):
         from torchvision import tv_tensors
 
         ids_in = torch.unique(labels)
@@ -96,6 +98,8 @@ class JointAugment:
         if not torch.isin(ids_out, ids_in).all():
             raise RuntimeError(f"augmentation created label ids {sorted(set(ids_out.tolist()) - set(ids_in.tolist()))} "
                                f"not in the input: masks were interpolated, not resampled nearest")
+        if classes is not None:
+            return image.contiguous(), relabel_sequential(labels.contiguous()), surviving_classes(labels, classes)
         return image.contiguous(), relabel_sequential(labels.contiguous())
 
     def __repr__(self) -> str:

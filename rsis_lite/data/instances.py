@@ -136,29 +136,55 @@ def pad_masks(
     return out, valid
 
 
-def collate_instances(batch: Sequence[tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
-    """Stack ``(image (3,H,W), labels (H,W))`` pairs into one padded batch.
+def surviving_classes(labels: Tensor, classes: Tensor) -> Tensor:
+    """Classes of the ids still present in ``labels`` (H, W), in id order: after
+    :func:`relabel_sequential`, instance k of the result has class ``out[k - 1]``.
+
+    ``classes`` (K,) holds the class of ids 1..K before a resize or an augmentation that may have
+    erased some of them; relabelling keeps the order of the survivors, so their classes follow.
+    """
+    ids = torch.unique(labels)
+    ids = ids[ids > 0]                                                     # (K',) surviving ids
+    if ids.numel() and int(ids.max()) > classes.numel():
+        raise DataError(f"instance id {int(ids.max())} but only {classes.numel()} classes given")
+    return classes[ids - 1]                                                # (K',)
+
+
+def collate_instances(batch: Sequence[tuple[Tensor, ...]]) -> dict[str, Tensor]:
+    """Stack ``(image (3,H,W), labels (H,W))`` pairs, or ``(image, labels, classes (K,))``
+    triples, into one padded batch.
 
     Returns a dict:
     ``image`` (B, 3, H, W) float, ``labels`` (B, H, W) int64 (relabelled 1..K),
     ``masks`` (B, Kmax, H, W) float32 (1 inside instance k), ``valid`` (B, Kmax) bool,
-    ``counts`` (B,) int64. ``Kmax`` is the largest count in the batch, at least 1 so that a batch of
-    empty scenes still has a step to learn "stop" on.
+    ``counts`` (B,) int64, and for triples ``classes`` (B, Kmax) int64 (class of instance k, 0 on
+    padding). ``Kmax`` is the largest count in the batch, at least 1 so that a batch of empty
+    scenes still has a step to learn "stop" on.
     """
     if len(batch) == 0:
         raise DataError("cannot collate an empty batch")
-    sizes = [tuple(img.shape[-2:]) for img, _ in batch]
-    label_sizes = [tuple(lab.shape[-2:]) for _, lab in batch]
+    with_classes = len(batch[0]) == 3
+    sizes = [tuple(item[0].shape[-2:]) for item in batch]
+    label_sizes = [tuple(item[1].shape[-2:]) for item in batch]
     if len(set(sizes)) > 1 or len(set(label_sizes)) > 1 or sizes[0] != label_sizes[0]:
         raise DataError(
             f"images of different sizes in one batch: images {sorted(set(sizes))}, labels "
             f"{sorted(set(label_sizes))}; resize the dataset to one size (size=(H, W) / --size H W)"
         )
-    labels = torch.stack([relabel_sequential(lab) for _, lab in batch])
+    labels = torch.stack([relabel_sequential(item[1]) for item in batch])
     counts = labels.flatten(1).amax(dim=1)
     kmax = max(int(counts.max()), 1)
     ids = torch.arange(1, kmax + 1).view(1, -1, 1, 1)
     masks = (labels.unsqueeze(1) == ids).to(torch.float32)  # (B, Kmax, H, W); zero beyond each count
     valid = torch.arange(kmax).unsqueeze(0) < counts.unsqueeze(1)
-    image = torch.stack([torch.as_tensor(img, dtype=torch.float32) for img, _ in batch])
-    return {"image": image, "labels": labels, "masks": masks, "valid": valid, "counts": counts.to(torch.int64)}
+    image = torch.stack([torch.as_tensor(item[0], dtype=torch.float32) for item in batch])
+    out = {"image": image, "labels": labels, "masks": masks, "valid": valid, "counts": counts.to(torch.int64)}
+    if with_classes:
+        classes = torch.zeros(len(batch), kmax, dtype=torch.int64)       # (B, Kmax), 0 = padding
+        for b, item in enumerate(batch):
+            cls = torch.as_tensor(item[2], dtype=torch.int64).flatten()
+            if cls.numel() != int(counts[b]):
+                raise DataError(f"item {b} of the batch has {int(counts[b])} instances but {cls.numel()} classes")
+            classes[b, : cls.numel()] = cls
+        out["classes"] = classes
+    return out

@@ -10,7 +10,7 @@ from torch import Tensor
 from rsis_lite.config import Profile, get_profile
 from rsis_lite.errors import DataError
 
-KINDS = ("leaves", "cvppp", "folder", "nuclei")
+KINDS = ("leaves", "garden", "cvppp", "folder", "nuclei")
 SPLITS = ("all", "train", "val")
 # Synthetic scenes: training and validation come from disjoint seeds.
 TRAIN_SEED, VAL_SEED = 0, 1000
@@ -55,12 +55,17 @@ def load_dataset(
     transform: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
     min_leaves: int | None = None,
     max_leaves: int | None = None,
+    style: str | None = None,
 ):
     """Build a dataset by name.
 
     * ``leaves``: :class:`SyntheticLeaves` with ``num`` (default: the profile's ``n_val``) scenes at
       ``size`` (default: the profile's ``image_size``); seed default 1000 for ``val``, 0 otherwise;
-      ``min_leaves``/``max_leaves`` default to the profile's.
+      ``min_leaves``/``max_leaves`` default to the profile's; ``style`` is ``"classic"`` (default,
+      the unchanged scenes) or ``"rosette"`` (closer to real Arabidopsis, for CVPPP-shaped scenes).
+    * ``garden``: :class:`SyntheticGarden`, multi-class scenes (leaf, flower, stone); items are
+      ``(image, labels, classes)``; sizes, seeds and counts (``min_leaves``/``max_leaves`` = objects)
+      as for ``leaves``.
     * ``cvppp``: :class:`CVPPPLeaves` over ``root`` (your licensed copy), ``family``, ``split``.
     * ``folder``: :class:`InstanceFolder` over ``root``; ``split`` = deterministic last 20% as val.
     * ``nuclei``: the shipped DSB2018 subset (``data/nuclei``), resized to the profile's
@@ -79,7 +84,17 @@ def load_dataset(
             seed = VAL_SEED if split == "val" else TRAIN_SEED
         return SyntheticLeaves(num if num is not None else prof.n_val, size=side if side[0] != side[1] else side[0],
                                seed=seed, min_leaves=min_leaves or prof.min_leaves,
-                               max_leaves=max_leaves or prof.max_leaves, transform=transform)
+                               max_leaves=max_leaves or prof.max_leaves, transform=transform,
+                               style=style or "classic")
+    if kind == "garden":
+        from rsis_lite.data.garden import SyntheticGarden
+
+        side = _size2(size) or (prof.image_size, prof.image_size)
+        if seed is None:
+            seed = VAL_SEED if split == "val" else TRAIN_SEED
+        return SyntheticGarden(num if num is not None else prof.n_val, size=side if side[0] != side[1] else side[0],
+                               seed=seed, min_objects=min_leaves or prof.min_leaves,
+                               max_objects=max_leaves or prof.max_leaves, transform=transform)
     if kind == "cvppp":
         from rsis_lite.data.cvppp import CVPPPLeaves
 
@@ -124,3 +139,8 @@ def max_instances(dataset) -> int:
 
         return max((int(read_label(dataset.label_path(i)).max()) for i in range(len(dataset))), default=0)
     return max((int(dataset[i][1].max()) for i in range(len(dataset))), default=0)
+
+
+def num_classes(dataset) -> int:
+    """Object classes of ``dataset`` (1..C); 0 when its items carry no classes."""
+    return int(getattr(dataset, "num_classes", 0) or 0)

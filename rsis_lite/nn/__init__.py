@@ -1,5 +1,8 @@
-"""Building blocks: ConvLSTM cells and feature extractors."""
+"""Building blocks: ConvLSTM cells, feature extractors and the Gaussian attention filter bank."""
+from rsis_lite.nn.attention import (FilterBank, filter_bank, read_patch, sigma2_from_size, soft_box,
+                                    write_patch)
 from rsis_lite.nn.convlstm import ConvLSTM, ConvLSTMCell
 from rsis_lite.nn.features import ResNetFeatures, SmallCNN, SmallFCN, build_features, coord_channels
 
-__all__ = ["ConvLSTM", "ConvLSTMCell", "SmallCNN", "SmallFCN", "ResNetFeatures", "build_features", "coord_channels"]
+__all__ = ["ConvLSTM", "ConvLSTMCell", "SmallCNN", "SmallFCN", "ResNetFeatures", "build_features", "coord_channels",
+           "FilterBank", "filter_bank", "read_patch", "write_patch", "soft_box", "sigma2_from_size"]

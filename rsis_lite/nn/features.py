@@ -159,6 +159,53 @@ class ResNetFeatures(nn.Module):
         return f
 
 
+RESNET_ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101")
+
+
+class ResNetPyramid(nn.Module):
+    """A ``torchvision.models`` ResNet as a five-level pyramid, each level projected for a decoder.
+
+    Levels at strides 2, 4, 8, 16, 32 (conv1, layer1, layer2, layer3, layer4), each projected by
+    conv 3x3 + BN (no ReLU, as the RSIS authors) to ``widths[k]`` channels. ``forward`` returns
+    them coarsest first: ``[(B, widths[4], H/32, W/32), ..., (B, widths[0], H/2, W/2)]``.
+
+    ``pretrained=True`` downloads ImageNet weights through torchvision (only when asked); the
+    default builds random weights offline.
+    """
+
+    def __init__(self, arch: str = "resnet18", widths: tuple[int, ...] = (8, 16, 32, 64, 64),
+                 pretrained: bool = False) -> None:
+        super().__init__()
+        import torchvision
+
+        if arch not in RESNET_ARCHS:
+            raise ValueError(f"unknown encoder {arch!r}; choose one of {', '.join(RESNET_ARCHS)}")
+        if len(widths) != 5:
+            raise ValueError(f"need 5 projection widths (strides 2..32), got {widths}")
+        net = getattr(torchvision.models, arch)(weights="DEFAULT" if pretrained else None)
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu)                   # stride 2
+        self.stages = nn.ModuleList([nn.Sequential(net.maxpool, net.layer1), net.layer2, net.layer3, net.layer4])
+        c4 = net.layer1[-1].conv1.in_channels if arch in ("resnet18", "resnet34") else 256
+        trunk = [64, c4, 2 * c4, 4 * c4, 8 * c4]                                  # channels at strides 2..32
+        self.proj = nn.ModuleList(nn.Sequential(nn.Conv2d(c, w, 3, padding=1), nn.BatchNorm2d(w))
+                                  for c, w in zip(trunk, widths))
+        self.widths = tuple(widths)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
+
+    def trunk_parameters(self) -> list[nn.Parameter]:
+        """The ResNet's own weights (the encoder learning rate); the projections train with the decoder."""
+        return list(self.stem.parameters()) + list(self.stages.parameters())
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        x = self.stem((x - self.mean) / self.std)                                 # (B, 64, H/2, W/2)
+        feats = [x]
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)                                                       # strides 4, 8, 16, 32
+        return [proj(f) for proj, f in zip(self.proj, feats)][::-1]               # coarsest first
+
+
 def build_features(kind: str, **kwargs) -> nn.Module:
     """Factory: ``small`` | ``fcn`` | ``resnet18`` | ``resnet34`` | ``resnet50``."""
     if kind == "small":

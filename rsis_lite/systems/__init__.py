@@ -2,7 +2,7 @@
 
 >>> from rsis_lite.systems import get_system, names
 >>> names()
-['ris']
+['ris', 'attention', 'rsis']
 >>> model_cfg, train_cfg = get_system("ris").recipe("quick", {"kind": "leaves"})
 
 :func:`build` makes a system from its name and config dict (as stored in a checkpoint) and never
@@ -59,6 +59,12 @@ def _load_builtin() -> None:
         from rsis_lite.systems.ris import RIS
 
         register(RIS)
+        from rsis_lite.systems.attention import Attention
+
+        register(Attention)
+        from rsis_lite.systems.rsis import RSIS
+
+        register(RSIS)
 
 
 __all__ = ["ConfigBase", "Prediction", "System", "assemble_labels", "build", "get_system", "names", "register"]

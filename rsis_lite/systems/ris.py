@@ -214,12 +214,15 @@ class RIS(System):
                batch_size: int | None = None, lr: float | None = None,
                time_budget_min: float | None = None) -> tuple[RISConfig, RISTrainConfig]:
         """The RIS presets. quick (CPU): the quick model, 5000 steps of 16 scenes; full (GPU): the
-        full-resolution model, 60000 steps of 8. The curriculum switch follows the step count."""
+        full-resolution model, 60000 steps of 8. The curriculum switch follows the step count.
+        Fine-tuning (``data["fine_tune"]``: ``train --init``) skips the T = 2 stage: the model
+        already segments one leaf per step, so every step unrolls T = n + 2."""
         quick = getattr(profile, "name", profile) == "quick"
         model = quick_model_config() if quick else full_model_config()
         steps = steps or (5000 if quick else 60_000)
+        stages = [(0, 2, "n+")] if (data or {}).get("fine_tune") else default_curriculum(steps)
         train = RISTrainConfig(steps=steps, batch_size=batch_size or (16 if quick else 8),
-                               curriculum=default_curriculum(steps), time_budget_min=time_budget_min)
+                               curriculum=stages, time_budget_min=time_budget_min)
         if lr is not None:
             train.lr = lr
         return model, train
