@@ -16,7 +16,7 @@
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/rsis-lite/rsis-lite/blob/main/notebooks/05_evaluation.ipynb)
 #
-# **rsis-lite** · [← 04 Training RIS: curriculum, stopping, and a CPU recipe](04_training_ris.ipynb) · [Contents](README.md) · [09 Dense-CRF refinement: mean-field on all pixel pairs →](09_crf_refinement.ipynb)
+# **rsis-lite** · [← 04 Training RIS: curriculum, stopping, and a CPU recipe](04_training_ris.ipynb) · [Contents](README.md) · [06 Recurrent attention: the filter bank, the canvas and the box network →](06_attention_memory.ipynb)
 
 # %%
 # Runs only on Colab: fetches the rsis-lite repository (package, nuclei subset, small shipped

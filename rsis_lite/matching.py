@@ -2,7 +2,7 @@
 
 All three systems of the course score a sequence of predicted masks against an unordered set of
 ground-truth instances by the best one-to-one assignment on soft IoU (Romera-Paredes & Torr 2016,
-section 3.3; Ren & Zemel 2017, section 3.5; Salvador et al. 2017, section 3.2). The assignment is
+section 3.3; Ren & Zemel 2017, section 2.5; Salvador et al. 2017, section 3). The assignment is
 found on *detached* values with ``scipy.optimize.linear_sum_assignment`` (the authors needed a
 hand-written solver); no gradient flows through it, and the loss is then evaluated at the chosen
 permutation. Each system's own loss lives in its file under ``rsis_lite/systems/``.

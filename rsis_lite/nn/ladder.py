@@ -1,4 +1,4 @@
-"""A hierarchical ConvLSTM decoder (Salvador et al. 2017, section 3.1; Figure 2): one ConvLSTM per
+"""A hierarchical ConvLSTM decoder (Salvador et al. 2017, section 3; Figure 2): one ConvLSTM per
 encoder level, from the coarsest up, each keeping its own state across time steps.
 
 At every time step t, with skip features ``S_0`` (coarsest) ... ``S_{L-1}`` (finest)::

@@ -3,7 +3,7 @@
 At every step the model looks at the image *and at what it has segmented so far* (the canvas, an
 external memory), chooses a box with a glimpse LSTM, reads a patch there with a Gaussian filter bank,
 segments the patch, writes the mask back into the image and says whether it found an instance
-(paper, section 3; Figure 2). The only memory across instances is the canvas.
+(paper, section 2; Figure 2). The only memory across instances is the canvas.
 
 Pipeline at instance step t, for a batch of B images of H x W and F filters per axis::
 

@@ -142,7 +142,7 @@ def stop_targets(counts: Tensor, steps: int) -> tuple[Tensor, Tensor]:
 def rsis_loss(mask_logits: Tensor, class_logits: Tensor, stop_logits: Tensor, target_masks: Tensor,
               counts: Tensor, target_classes: Tensor | None, class_weight: float, stop_weight: float,
               heads: bool) -> RSISLoss:
-    """The RSIS loss for a batch (section 3.2, paraphrased: the soft-IoU loss at the best
+    """The RSIS loss for a batch (section 3, paraphrased: the soft-IoU loss at the best
     permutation of the predictions, a cross-entropy on the class of each matched prediction, and a
     stop loss that tells the model when the sequence is over).
 
