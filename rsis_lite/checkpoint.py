@@ -10,6 +10,12 @@ pickle's arbitrary code execution), so ``torch.load(..., weights_only=True)`` re
 
 Checkpoints written before the system registry have ``"model"`` instead of ``"system"``; they are
 read as the same layout.
+
+Shipped checkpoints of large models are *slim* (:func:`slim_checkpoint`, ``python -m
+rsis_lite.checkpoint slim IN OUT``): the same dict without the optimiser state and with the float
+weights stored in float16 (``"slim": "float16"``). They load like any other (``load_state_dict``
+casts back to float32) and fine-tune with ``train --init``; resuming one is refused, since the
+optimiser state that exact resume needs is gone.
 """
 from __future__ import annotations
 
@@ -82,3 +88,46 @@ def validate_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike, need_trai
     if not isinstance(ckpt["model_config"], dict) or not isinstance(ckpt["state_dict"], dict):
         raise CheckpointError(f"{path}: 'model_config' and 'state_dict' must be dicts; "
                               "it was not written by `python -m rsis_lite train`")
+
+
+def slim_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, dtype: str = "float16") -> dict[str, float]:
+    """Write ``src`` to ``dst`` without its optimiser state and with floating-point weights in
+    ``dtype`` (float16 or float32). Returns the sizes in MB. Refuses to write over ``src``."""
+    src, dst = Path(src), Path(dst)
+    if dst.resolve() == src.resolve():
+        raise CheckpointError(f"slim: the output {dst} is the input; write to another file")
+    if dtype not in ("float16", "float32"):
+        raise CheckpointError(f"slim: dtype must be float16 or float32, got {dtype!r}")
+    ckpt = load_checkpoint(src)
+    validate_checkpoint(ckpt, src)
+    cast = getattr(torch, dtype)
+    sd = {k: v.to(cast) if torch.is_tensor(v) and v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    out = {k: v for k, v in ckpt.items() if k not in ("format", "optimizer", "state_dict")}
+    save_checkpoint(dst, {**out, "state_dict": sd, "optimizer": None, "slim": dtype})
+    return {"in_MB": src.stat().st_size / 2**20, "out_MB": dst.stat().st_size / 2**20}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rsis_lite.checkpoint slim IN OUT [--dtype float16|float32]``."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m rsis_lite.checkpoint",
+                                     description="slim a checkpoint for shipping: no optimiser state, float16 weights")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("slim")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+    args = parser.parse_args(argv)
+    try:
+        sizes = slim_checkpoint(args.src, args.dst, args.dtype)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.dst}: {sizes['out_MB']:.1f} MB (from {sizes['in_MB']:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -249,6 +249,9 @@ class Trainer:
     def resume(self, path: Path) -> None:
         ckpt = load_checkpoint(path, map_location=self.device)
         validate_checkpoint(ckpt, path, need_training_state=True)
+        if ckpt.get("slim"):
+            raise CheckpointError(f"{path} is a slim checkpoint (weights only, no optimiser state) and cannot "
+                                  f"be resumed exactly; continue from it with --init {path} --out NEW.pt")
         name = getattr(self.system, "name", "")
         if ckpt["system"] != name or ckpt["model_config"] != self.system.config.to_dict():
             raise CheckpointError(f"{path} holds a different model ({ckpt['system']}) or configuration than "

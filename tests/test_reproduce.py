@@ -50,3 +50,20 @@ def test_retrain_goes_through_the_train_command(tmp_path, monkeypatch):
         rep.retrain_system("ris", "quick", tmp_path / "x.pt")
     assert calls == [["train", "--model", "ris", "--data", "leaves", "--profile", "quick", "--out",
                       str(tmp_path / "x.pt")]]
+
+
+def test_reproduce_adds_a_garden_row_with_the_class_figures(tmp_path, monkeypatch):
+    ckdir = tmp_path / "checkpoints"
+    ckdir.mkdir()
+    shipped = rep.shipped_checkpoint("rsis", "quick", "garden")
+    assert shipped.is_file(), "the garden checkpoint ships with the repository"
+    shutil.copy(shipped, ckdir / shipped.name)
+    monkeypatch.setattr(rep, "CHECKPOINTS", ckdir)
+    text = rep.reproduce(profile=get_profile("quick", n_val=8), out=tmp_path / "summary.md")
+    row = next(line for line in text.splitlines() if line.startswith("| RSIS") and "garden" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    class_acc, mean_ap = float(cells[-2]), float(cells[-1])
+    assert 50.0 < class_acc <= 100.0 and 0.0 < mean_ap <= 100.0
+    assert "| garden | 8 | 64x64 |" in text
+    # The leaves rows have no classes: their class cells are dashes.
+    assert not any(line.startswith("| RSIS") and "leaves" in line for line in text.splitlines())

@@ -375,3 +375,31 @@ def test_cli_round_trip_with_classes_json(tmp_path):
     res_ck = json.loads((tmp_path / "c.json").read_text())
     # (the folder route reads 8-bit PNGs, this one renders floats: an untrained model may differ)
     assert res_ck["n_images"] == 4 and {"class_accuracy", "mAP", "AP_per_class"} <= set(res_ck["classes"])
+
+
+def test_a_slim_checkpoint_predicts_like_the_full_one_and_refuses_to_resume(tmp_path):
+    from rsis_lite.checkpoint import load_checkpoint, slim_checkpoint
+    from rsis_lite.errors import CheckpointError
+    from rsis_lite.inference import load_system
+    from rsis_lite.train import BatchSource, Trainer
+
+    ds = SyntheticGarden(8, seed=1)
+    model = tiny(3).train()
+    cfg = RSISTrainConfig(steps=2, batch_size=2, heads_on=0, checkpoint_every=1)
+    full = tmp_path / "full.pt"
+    Trainer(model, BatchSource(ds, 2), cfg, ckpt_path=full).fit(progress=False)
+    slim = tmp_path / "slim.pt"
+    sizes = slim_checkpoint(full, slim)
+    assert sizes["out_MB"] < 0.6 * sizes["in_MB"]                  # no Adam moments, half-size floats
+    ck = load_checkpoint(slim)
+    assert ck["optimizer"] is None and ck["slim"] == "float16"
+    assert all(v.dtype == torch.float16 for v in ck["state_dict"].values() if v.is_floating_point())
+    images = torch.stack([ds[i][0] for i in range(4)])
+    a, _ = load_system(full)
+    b, _ = load_system(slim)
+    for pa, pb in zip(a.predict(images, max_steps=4), b.predict(images, max_steps=4)):
+        torch.testing.assert_close(pa.masks, pb.masks, atol=2e-2, rtol=0)   # float16 weights, float32 maths
+    with pytest.raises(CheckpointError, match="slim checkpoint.*--init"):
+        Trainer(tiny(3), BatchSource(ds, 2), cfg, ckpt_path=slim)
+    with pytest.raises(CheckpointError, match="is the input"):
+        slim_checkpoint(slim, slim)
