@@ -1,7 +1,7 @@
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/rsis-lite/rsis-lite/blob/main/notebooks/09_crf_refinement.ipynb)
 #
-# **rsis-lite** · [← 05 Evaluation: SBD, DiC, FBD, coverage and AP](05_evaluation.ipynb) · [Contents](README.md)
+# **rsis-lite** · [← 08 RSIS: a ResNet encoder, a ConvLSTM at every scale, class and stop heads](08_rsis.ipynb) · [Contents](README.md)
 
 # %%
 # Runs only on Colab: fetches the rsis-lite repository (package, nuclei subset, small shipped

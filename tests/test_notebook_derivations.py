@@ -91,3 +91,22 @@ def test_03_brute_force_and_hand_gradient_agree_with_the_package():
     y = (torch.rand(6, 6, dtype=torch.float64) > 0.5).double()
     (-soft_iou(p, y, eps=0.0)).backward()
     torch.testing.assert_close(p.grad, grad(p.detach(), y))
+
+
+def test_08_ladder_step_from_its_definition_equals_the_package_ladder():
+    step = load_functions("08_rsis", {"ladder_step"})["ladder_step"]
+    from rsis_lite.nn.ladder import ConvLSTMLadder
+
+    torch.manual_seed(0)
+    skip_w, hidden_w = (8, 8, 4), (8, 4, 2)
+    ladder = ConvLSTMLadder(skip_w, hidden_w, kernel_size=3)
+    skips = [torch.randn(2, c, s, s + 1) for c, s in zip(skip_w, (3, 5, 9))]   # odd sizes: up to each skip's size
+    ours = [(torch.zeros(2, c, *s.shape[-2:]), torch.zeros(2, c, *s.shape[-2:])) for c, s in zip(hidden_w, skips)]
+    with torch.no_grad():
+        gskips = ladder.encode(skips)
+        theirs = ladder.init_state(gskips)
+        for _ in range(3):                                           # the state is carried across steps
+            ours, theirs = step(skips, ours, ladder.cells), ladder.step(gskips, theirs)
+            for (ha, ca), (hb, cb) in zip(ours, theirs):
+                torch.testing.assert_close(ha, hb)
+                torch.testing.assert_close(ca, cb)

@@ -403,3 +403,19 @@ def test_a_slim_checkpoint_predicts_like_the_full_one_and_refuses_to_resume(tmp_
         Trainer(tiny(3), BatchSource(ds, 2), cfg, ckpt_path=slim)
     with pytest.raises(CheckpointError, match="is the input"):
         slim_checkpoint(slim, slim)
+
+
+@pytest.mark.parametrize("name", ["ris", "attention", "rsis"])
+def test_the_sequence_explorer_reads_every_systems_per_step_confidence(name):
+    from rsis_lite.systems import get_system
+    from rsis_lite.widgets.sequence import _unroll
+
+    torch.manual_seed(0)
+    model = build(name, get_system(name).tiny())
+    image = torch.rand(3, 32, 32)
+    d = _unroll(model, image, max_steps=4, threshold=0.5)
+    assert d["masks"].shape == (4, 32, 32) and d["conf"].shape == (4,)
+    assert ((0 <= d["conf"]) & (d["conf"] <= 1)).all()
+    # the first kept steps' confidences are the prediction's own (the same forward pass, step by step)
+    pred = model.predict(image[None], max_steps=4)[0]
+    np.testing.assert_allclose(d["conf"][: len(pred.conf)], pred.conf, atol=1e-4)

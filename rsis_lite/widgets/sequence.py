@@ -28,6 +28,19 @@ from rsis_lite.viz import colorize, instance_color, to_rgb
 GREY = np.array([0.6, 0.6, 0.6], np.float32)
 
 
+
+def _step_confidence(out) -> torch.Tensor:
+    """(B, T) per-step "an instance is here" probability of any system's forward output: RIS's
+    confidence, RSIS's p(continue), the attention system's score."""
+    if hasattr(out, "conf"):
+        return out.conf
+    if hasattr(out, "stop_logits"):
+        return torch.sigmoid(out.stop_logits)
+    scores = getattr(out, "scores", None)
+    if scores is None:
+        raise TypeError(f"{type(out).__name__} has no per-step confidence (conf, stop_logits or scores)")
+    return scores
+
 def _unroll(model, image: torch.Tensor, max_steps: int, threshold: float) -> dict[str, Any]:
     """Everything the widget shows for one scene: soft masks and confidences of ``max_steps`` steps,
     and the instance each step became (0 = none) according to the system's ``predict``."""
@@ -42,7 +55,7 @@ def _unroll(model, image: torch.Tensor, max_steps: int, threshold: float) -> dic
         instance_of_step[int(t)] = k
     return {
         "masks": out.masks[0].float().cpu().numpy(),              # (T, H, W)
-        "conf": out.conf[0].float().cpu().numpy(),                # (T,)
+        "conf": _step_confidence(out)[0].float().cpu().numpy(),   # (T,)
         "labels": pred.labels.numpy(),                            # (H, W), ids in step order
         "instance_of_step": instance_of_step,                     # (T,)
         # first step whose confidence fell below 0.5 (None: never stopped within max_steps)
