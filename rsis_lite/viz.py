@@ -145,7 +145,11 @@ def plot_history(history: dict, keys: Sequence[str] = ("loss", "iou")):
         if k == "val SBD":
             ax.plot(history["eval_step"], [e["SBD"] for e in history["eval"]], "o-", color="C2")
         else:
-            ax.plot(history["step"], history[k], color="C0" if k == "loss" else "C1", lw=1)
+            # A key logged only in a later training stage (the attention system's mask IoU after
+            # box pre-training) has fewer values: they belong to the last logged steps.
+            ys = history.get(k, [])
+            xs = history["step"][len(history["step"]) - len(ys):] if ys else []
+            ax.plot(xs, ys, color="C0" if k == "loss" else "C1", lw=1)
         ax.set_title(k, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.grid(alpha=0.3)

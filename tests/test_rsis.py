@@ -419,3 +419,17 @@ def test_the_sequence_explorer_reads_every_systems_per_step_confidence(name):
     # the first kept steps' confidences are the prediction's own (the same forward pass, step by step)
     pred = model.predict(image[None], max_steps=4)[0]
     np.testing.assert_allclose(d["conf"][: len(pred.conf)], pred.conf, atol=1e-4)
+
+
+def test_plot_history_draws_a_key_logged_only_in_a_later_stage():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from rsis_lite.viz import plot_history
+
+    history = {"step": [10, 20, 30, 40], "loss": [4.0, 3.0, 2.0, 1.0], "iou": [0.5, 0.6]}   # iou from step 30
+    fig = plot_history(history, keys=("loss", "iou"))
+    line = fig.axes[1].lines[0]
+    assert list(line.get_xdata()) == [30, 40] and list(line.get_ydata()) == [0.5, 0.6]
+    fig = plot_history({"step": [10], "loss": [1.0]}, keys=("loss", "iou"))      # not logged yet: empty panel
+    assert len(fig.axes[1].lines[0].get_xdata()) == 0
