@@ -320,12 +320,13 @@ print(f"quick model: {count_parameters(demo.model):,} parameters")
 t0 = time.perf_counter()
 demo.fit(steps=demo_cfg.box_steps, progress=False)               # box stage: steps 0-99
 print(f"box stage done: step {demo.step}, {time.perf_counter() - t0:.0f} s")
+h = demo.history
+print(f"box IoU: {h['box_iou'][0]:.2f} (first 10 steps) -> {h['box_iou'][-1]:.2f} (last 10 steps)")
 
 # %%
 # NBVAL_CHECK_OUTPUT
-h = demo.history
-print(f"box IoU: {h['box_iou'][0]:.2f} (first 10 steps) -> {h['box_iou'][-1]:.2f} (last 10 steps); "
-      f"rose: {h['box_iou'][-1] > h['box_iou'][0] + 0.1}")
+# (the exact IoUs above depend on the number of threads; what the run must show does not)
+print("box IoU rose by more than 0.1:", h["box_iou"][-1] > h["box_iou"][0] + 0.1)
 print("stage logged at every point:", sorted(set(h["stage"])), "| mask terms logged:", "iou" in h)
 
 # %% [markdown]
@@ -492,12 +493,13 @@ demo.callback = RunPlot(every=10, switch=demo_cfg.box_steps)
 t0 = time.perf_counter()
 demo.fit(progress=False)                                         # full stage: steps 100-199
 print(f"full stage done: step {demo.step}, {time.perf_counter() - t0:.0f} s")
+h = demo.history
+print(f"mask IoU {h['iou'][0]:.2f} -> {h['iou'][-1]:.2f}; "
+      f"share of ground truth fed {h['fed_gt'][len(h['step']) - len(h['iou'])]:.2f} -> {h['fed_gt'][-1]:.2f}")
 
 # %%
 # NBVAL_CHECK_OUTPUT
-h = demo.history
-print(f"full stage logged at {len(stage_steps(h))} points; mask IoU {h['iou'][0]:.2f} -> {h['iou'][-1]:.2f}; "
-      f"share of ground truth fed {h['fed_gt'][len(h['step']) - len(h['iou'])]:.2f} -> {h['fed_gt'][-1]:.2f}")
+print(f"full stage logged at {len(stage_steps(h))} points")
 print("the scheduled sampling has handed the canvas to the model (fed_gt < 0.05 at the end):", h["fed_gt"][-1] < 0.05)
 
 # %% [markdown]
