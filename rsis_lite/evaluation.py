@@ -68,9 +68,10 @@ def evaluate_pairs(names: Sequence[str], preds: Sequence[Any], gts: Sequence[Any
     return result
 
 
-def _side_json(folder: Path, name: str) -> tuple[Path | None, dict[str, Any] | None]:
-    """``folder/name`` (or, for a ``labels/`` folder, its parent's) parsed as JSON, or (None, None)."""
-    for cand in (folder / name, folder.parent / name):
+def _side_json(folder: Path, name: str, parent: bool = False) -> tuple[Path | None, dict[str, Any] | None]:
+    """``folder/name`` (with ``parent``: else the parent's, as for the ``labels/`` folder of an
+    exported dataset) parsed as JSON, or (None, None)."""
+    for cand in (folder / name, folder.parent / name) if parent else (folder / name,):
         if cand.is_file():
             try:
                 return cand, json.loads(cand.read_text())
@@ -132,7 +133,7 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, glob: str = "*.pn
     if sdata is not None and not missing:
         scores = _side_lists(spath, {Path(k).stem: v for k, v in sdata.items()}, stems, "scores")
     ppath, pdata = _side_json(pred_dir, "classes.json")
-    gpath, gdata = _side_json(gt_dir, "classes.json")
+    gpath, gdata = _side_json(gt_dir, "classes.json", parent=True)
     pred_classes = _side_lists(ppath, pdata, stems, "classes") if gdata is not None and not missing else None
     gt_classes = _side_lists(gpath, gdata, stems, "classes") if pdata is not None else None
     result = evaluate_pairs(names, preds, gts, scores=scores, pred_classes=pred_classes, gt_classes=gt_classes)
