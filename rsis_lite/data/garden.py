@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rsis_lite.data.synthetic import REF, _SceneIds, _smooth_noise, _soil
+from rsis_lite.data.synthetic import _SceneIds, _soil, _upsample_matrix, close_gaps, drop_slivers
 
 CLASS_NAMES = ("leaf", "flower", "stone")   # class id k is CLASS_NAMES[k - 1]
 NUM_CLASSES = len(CLASS_NAMES)
@@ -139,8 +139,6 @@ def _draw_stone(p: dict, cy: float, cx: float, s: float, h: int, w: int):
     rel = np.clip(r / np.maximum(edge, 1e-6), 0, 1)
     lit = 0.5 * (1.0 + (xx * np.cos(p["light"]) + yy * np.sin(p["light"])) / (p["radius"] * 1.2))
     hh, ww = mask.shape
-    from rsis_lite.data.synthetic import _upsample_matrix
-
     speck = _upsample_matrix(hh, 6) @ p["speckle"] @ _upsample_matrix(ww, 6).T
     shade = p["grey"] * (0.75 + 0.35 * lit) * (1.0 - 0.25 * rel**4) * (1.0 + 0.08 * speck)
     return sy, sx, mask, p["tint"][None, None, :] * shade[..., None]
@@ -172,13 +170,7 @@ def render_garden(rng: np.random.Generator, size: int | tuple[int, int] = 64, mi
         drawn.append(d)
         if d is not None:
             labels[d[0], d[1]][d[2]] = j + 1
-    areas = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    keep = areas >= min_area * (h * w) / REF**2
-    if not keep.all():                                                    # recomposite without slivers
-        labels[:] = 0
-        for j in range(n):
-            if keep[j] and drawn[j] is not None:
-                labels[drawn[j][0], drawn[j][1]][drawn[j][2]] = j + 1
+    keep = drop_slivers(labels, drawn, min_area)                         # recomposite without slivers
     for j in range(n):
         if keep[j] and drawn[j] is not None:
             sy, sx, _, rgb = drawn[j]
@@ -186,9 +178,7 @@ def render_garden(rng: np.random.Generator, size: int | tuple[int, int] = 64, mi
             image[sy, sx][vis] = rgb[vis]
     image = image + rng.normal(0.0, noise, size=image.shape)
     image = np.minimum(np.maximum(image, 0.0), 1.0).astype(np.float32)
-    lut = np.zeros(n + 1, dtype=np.int64)
-    lut[np.flatnonzero(keep) + 1] = np.arange(1, int(keep.sum()) + 1)
-    return image, lut[labels], kinds[keep].astype(np.int64)
+    return image, close_gaps(labels, keep), kinds[keep].astype(np.int64)
 
 
 class SyntheticGarden(torch.utils.data.Dataset):

@@ -66,6 +66,34 @@ def _soil(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return base[None, None, :] * (1.0 + 0.3 * tex[..., None])
 
 
+def drop_slivers(labels: np.ndarray, pieces: list, min_area: float) -> np.ndarray:
+    """Remove the objects whose visible area is under ``min_area`` pixels at 64x64 (scaled with the
+    image area) and recomposite ``labels`` (H, W) in place, so what lay beneath shows again.
+
+    ``pieces[k]`` is ``(slice_y, slice_x, mask, ...)`` of object k + 1 in drawing order, or None.
+    Removing an object only grows the others' visible areas, so one pass is enough. Returns
+    ``keep`` (n,) bool.
+    """
+    h, w = labels.shape
+    n = len(pieces)
+    areas = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    keep = areas >= min_area * (h * w) / REF**2
+    if not keep.all():
+        labels[:] = 0
+        for k in range(n):
+            if keep[k] and pieces[k] is not None:
+                labels[pieces[k][0], pieces[k][1]][pieces[k][2]] = k + 1
+    return keep
+
+
+def close_gaps(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Kept object k + 1 -> its rank among the kept ones, so the ids are 1..K. Every kept object is
+    visible (its area only grew when others were removed)."""
+    lut = np.zeros(len(keep) + 1, dtype=np.int64)
+    lut[np.flatnonzero(keep) + 1] = np.arange(1, int(keep.sum()) + 1)
+    return lut[labels]
+
+
 # --- the "rosette" style ------------------------------------------------------------------------
 STYLES = ("classic", "rosette")
 
@@ -230,14 +258,7 @@ def render_rosette(
         leaves.append((slice(y0, y1), slice(x0, x1), mask, shade))
         labels[y0:y1, x0:x1][mask] = k + 1
 
-    areas = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    keep = areas >= min_area * (h * w) / REF**2
-    if not keep.all():
-        labels[:] = 0
-        for k in range(n):
-            if keep[k] and leaves[k] is not None:
-                sy, sx, mask, _ = leaves[k]
-                labels[sy, sx][mask] = k + 1
+    keep = drop_slivers(labels, leaves, min_area)
     for k in range(n):
         if not keep[k] or leaves[k] is None:
             continue
@@ -257,9 +278,7 @@ def render_rosette(
     image = image * (1.0 - shadow[..., None]) * (light * exposure)[..., None]
     image = image + rng.normal(0.0, noise, size=image.shape)
     image = np.minimum(np.maximum(image, 0.0), 1.0).astype(np.float32)
-    lut = np.zeros(n + 1, dtype=np.int64)
-    lut[np.flatnonzero(keep) + 1] = np.arange(1, int(keep.sum()) + 1)
-    return image, lut[labels]
+    return image, close_gaps(labels, keep)
 
 
 def _shift(a: np.ndarray, oy: int, ox: int) -> np.ndarray:
@@ -375,14 +394,7 @@ def render_scene(
 
     # --- drop leaves whose visible part is tiny, then recomposite so what lay beneath shows again.
     # Removing a leaf only grows the others' visible areas, so a single pass is enough.
-    areas = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    keep = areas >= min_area * (h * w) / REF**2
-    if not keep.all():
-        labels[:] = 0
-        for k in range(n):
-            if keep[k] and leaves[k] is not None:
-                sy, sx, mask, _ = leaves[k]
-                labels[sy, sx][mask] = k + 1
+    keep = drop_slivers(labels, leaves, min_area)
 
     # --- paint the visible part of every kept leaf.
     for k in range(n):
@@ -396,9 +408,7 @@ def render_scene(
     image = np.minimum(np.maximum(image, 0.0), 1.0).astype(np.float32)
     # Close the gaps left by removed leaves: kept leaf k+1 -> its rank among the kept ones. Every
     # kept leaf is visible (its area only grew when others were removed), so ids are 1..K.
-    lut = np.zeros(n + 1, dtype=np.int64)
-    lut[np.flatnonzero(keep) + 1] = np.arange(1, int(keep.sum()) + 1)
-    return image, lut[labels]
+    return image, close_gaps(labels, keep)
 
 
 class _SceneIds(Sequence[str]):
