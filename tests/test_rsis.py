@@ -20,7 +20,6 @@ from rsis_lite.data.garden import CLASS_NAMES, SyntheticGarden
 from rsis_lite.errors import DataError
 from rsis_lite.matching import soft_iou
 from rsis_lite.metrics import average_precision, average_precision_per_class, class_accuracy
-from rsis_lite.nn.convlstm import ConvLSTMCell
 from rsis_lite.nn.features import ResNetPyramid
 from rsis_lite.nn.ladder import ConvLSTMLadder
 from rsis_lite.systems import build
