@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write a dataset as images/ + labels/ PNG folders")
     _add_data_args(p, default_split="val")
     p.add_argument("--out", required=True, help="output folder (never the input's own folder)")
+    p.add_argument("--layout", choices=["folder", "cvppp"], default="folder",
+                   help="folder: images/ + labels/ (default); cvppp: the CVPPP LSC layout A1/plantNNN_rgb.png "
+                        "+ _label.png + A1.csv, a synthetic stand-in for rehearsing --data cvppp")
     p.add_argument("--overwrite", action="store_true", help="replace files already in --out")
 
     p = sub.add_parser("bench", help="training throughput per precision and step-time breakdown")

@@ -1,7 +1,10 @@
 """``python -m rsis_lite export``: write any dataset as an ``images/`` + ``labels/`` folder.
 
 Turns synthetic scenes into files so the same ``predict`` / ``evaluate`` commands that score a
-user's own folder score them too (``--data folder --root DIR``).
+user's own folder score them too (``--data folder --root DIR``). ``--layout cvppp`` writes the CVPPP
+2017 LSC layout instead (``A1/plant001_rgb.png`` RGBA, ``plant001_label.png`` palette, ``A1.csv``):
+a stand-in to rehearse the CVPPP commands (``--data cvppp --root DIR``) before a licensed copy is
+at hand; it is synthetic, never CVPPP itself.
 """
 from __future__ import annotations
 
@@ -35,9 +38,44 @@ def export_dataset(dataset, out: str | Path) -> int:
     return len(dataset.ids)
 
 
+def cvppp_names(n: int, family: str = "A1") -> list[str]:
+    """The files :func:`export_cvppp` writes for ``n`` scenes, relative to the output folder."""
+    return [f"{family}/plant{j:03d}_{kind}.png" for j in range(1, n + 1) for kind in ("rgb", "label")] + \
+        [f"{family}/{family}.csv"]
+
+
+def export_cvppp(dataset, out: str | Path, family: str = "A1") -> int:
+    """Write ``dataset[i] -> (image (3, H, W) in [0, 1], labels (H, W))`` in the CVPPP LSC layout:
+    ``<out>/<family>/plantNNN_rgb.png`` (RGBA, alpha 255), ``plantNNN_label.png`` (palette PNG,
+    pixel = leaf id) and ``<family>.csv`` (``plantNNN_rgb.png, <leaf count>``), plants numbered
+    from 001 in the dataset's order."""
+    from rsis_lite.fileio import atomic_write_text
+
+    folder = Path(out) / family
+    folder.mkdir(parents=True, exist_ok=True)
+    palette = np.random.default_rng(0).integers(0, 256, size=(256, 3)).astype(np.uint8)  # (256, 3)
+    palette[0] = 0                                          # background black, as in CVPPP
+    lines = []
+    for j in range(1, len(dataset) + 1):
+        image, labels = dataset[j - 1][:2]
+        lab = labels.numpy()                                # (H, W) int64
+        if lab.max() > 255:
+            raise ValueError(f"scene {j} has {int(lab.max())} instances; a palette PNG holds at most 255")
+        rgb = (image.permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)  # (H, W, 3)
+        rgba = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=2)  # (H, W, 4)
+        Image.fromarray(rgba, mode="RGBA").save(folder / f"plant{j:03d}_rgb.png")
+        pal = Image.fromarray(lab.astype(np.uint8), mode="P")
+        pal.putpalette(palette.reshape(-1).tolist())
+        pal.save(folder / f"plant{j:03d}_label.png")
+        lines.append(f"plant{j:03d}_rgb.png, {len(np.unique(lab[lab > 0]))}")
+    atomic_write_text(folder / f"{family}.csv", "\n".join(lines) + "\n")
+    return len(dataset)
+
+
 def cli_export(args) -> int:
     from rsis_lite.config import get_profile
     from rsis_lite.data.registry import load_dataset
+    from rsis_lite.errors import ConfigError
     from rsis_lite.validate import check_output_dir, input_folders
 
     leaves = (dict(min_leaves=args.leaves[0], max_leaves=args.leaves[1])
@@ -48,6 +86,14 @@ def cli_export(args) -> int:
                       seed=args.seed, num=args.num, size=tuple(args.size) if args.size else None, family=args.family,
                       **leaves)
     out = Path(args.out)
+    if getattr(args, "layout", "folder") == "cvppp":
+        if args.data not in ("leaves", "folder", "nuclei", "cvppp"):
+            raise ConfigError(f"--layout cvppp writes leaf ids only; --data {args.data} has classes "
+                              "(use --layout folder)")
+        check_output_dir(out, input_folders(ds), will_write=cvppp_names(len(ds)), overwrite=args.overwrite)
+        n = export_cvppp(ds, out)
+        print(f"wrote {n} plants in the CVPPP layout to {args.out}/A1 (synthetic, for --data cvppp --root {args.out})")
+        return 0
     names = [f"{sub}/{name}.png" for name in ds.ids for sub in ("images", "labels")]
     if args.data == "garden" or getattr(ds, "classes", None):
         names.append("classes.json")

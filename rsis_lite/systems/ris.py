@@ -75,6 +75,14 @@ class RISTrainConfig(TrainConfig):
     curriculum: list[tuple[int, int, str]] = field(default_factory=lambda: [(0, 2, "fixed"), (600, 2, "n+")])
 
 
+# The 30-minute CPU fine-tune of a CVPPP-like checkpoint on a user's own CVPPP copy (README, "CPU,
+# 30 minutes"). Batch 4: a plant with 11-20 leaves unrolls T = n + 2 = 13-22 steps at 106 x 100,
+# about 0.6 s per step of 4 on 2 cores, so 30 minutes give ~2900 updates (batch 16 would give ~700).
+# lr 5e-4, half the pretraining rate: the start is already a good leaf segmenter, and 103 plants
+# are seen ~100 times each in 30 minutes, so smaller steps forget less and overfit less.
+CVPPP_FINE_TUNE = {"batch_size": 4, "lr": 5e-4}
+
+
 def quick_model_config() -> RISConfig:
     """The CPU model for 64x64 synthetic leaves: the paper's network with three changes that buy
     speed and receptive field (stride-2 features, dilations 1-2-4-8, coordinate channels) and a
@@ -216,13 +224,19 @@ class RIS(System):
         """The RIS presets. quick (CPU): the quick model, 5000 steps of 16 scenes; full (GPU): the
         full-resolution model, 60000 steps of 8. The curriculum switch follows the step count.
         Fine-tuning (``data["fine_tune"]``: ``train --init``) skips the T = 2 stage: the model
-        already segments one leaf per step, so every step unrolls T = n + 2."""
+        already segments one leaf per step, so every step unrolls T = n + 2. Fine-tuning on a CVPPP
+        copy (``data["kind"] == "cvppp"``) also takes :data:`CVPPP_FINE_TUNE`'s batch and rate."""
         quick = getattr(profile, "name", profile) == "quick"
+        data = data or {}
         model = quick_model_config() if quick else full_model_config()
         steps = steps or (5000 if quick else 60_000)
-        stages = [(0, 2, "n+")] if (data or {}).get("fine_tune") else default_curriculum(steps)
-        train = RISTrainConfig(steps=steps, batch_size=batch_size or (16 if quick else 8),
+        stages = [(0, 2, "n+")] if data.get("fine_tune") else default_curriculum(steps)
+        real_leaves = data.get("fine_tune") and data.get("kind") == "cvppp"
+        default_batch = (CVPPP_FINE_TUNE["batch_size"] if real_leaves else 16) if quick else 8
+        train = RISTrainConfig(steps=steps, batch_size=batch_size or default_batch,
                                curriculum=stages, time_budget_min=time_budget_min)
+        if real_leaves:
+            train.lr = CVPPP_FINE_TUNE["lr"]
         if lr is not None:
             train.lr = lr
         return model, train

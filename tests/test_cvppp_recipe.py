@@ -1,0 +1,107 @@
+"""The 30-minute CVPPP fine-tune: its recipe (batch, rate, augmentation) and the CVPPP-layout
+stand-in that `export --layout cvppp` writes to rehearse it without a licensed copy."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rsis_lite.cli import main
+from rsis_lite.config import get_profile
+from rsis_lite.data.cvppp import CVPPPLeaves
+from rsis_lite.data.registry import load_dataset, max_instances
+from rsis_lite.systems.ris import CVPPP_FINE_TUNE, RIS
+from rsis_lite.train import train_augment
+
+ROSETTES = ["--data", "leaves", "--style", "rosette", "--leaves", "11", "20", "--seed", "2000"]
+
+
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory):
+    """Six synthetic rosettes at A1's (H, W) = (530, 500), written in the CVPPP layout."""
+    root = tmp_path_factory.mktemp("a1") / "lsc"
+    assert main(["export", *ROSETTES, "--size", "530", "500", "--num", "6", "--layout", "cvppp",
+                 "--out", str(root)]) == 0
+    return root
+
+
+def test_cvppp_layout_is_read_back_exactly(standin):
+    """The CVPPP loader returns the exported scenes: same ids pixel for pixel, counts from the csv."""
+    scenes = load_dataset("leaves", profile="quick", seed=2000, num=6, size=(530, 500), min_leaves=11,
+                          max_leaves=20, style="rosette")
+    ds = CVPPPLeaves(standin, "A1")
+    assert ds.ids == [f"plant{j:03d}" for j in range(1, 7)]
+    for i in range(6):
+        image, labels = ds[i]
+        ref_image, ref_labels = scenes[i]
+        assert tuple(labels.shape) == (530, 500)
+        assert torch.equal(labels, ref_labels)
+        assert (image - ref_image).abs().max() <= 0.5 / 255 + 1e-6      # 8-bit rounding only
+        assert ds.counts[ds.ids[i]] == len(torch.unique(ref_labels)) - 1
+    assert max_instances(ds) == 20
+    lab = Image.open(standin / "A1" / "plant001_label.png")
+    rgb = Image.open(standin / "A1" / "plant001_rgb.png")
+    assert lab.mode == "P" and rgb.mode == "RGBA"                   # CVPPP's own file formats
+    assert np.asarray(rgb)[..., 3].min() == 255
+
+
+def test_cvppp_layout_resized_to_the_paper_shape(standin):
+    """Read at the quick profile's CVPPP size, the plants come out (H, W) = (106, 100), not transposed."""
+    prof = get_profile("quick")
+    ds = load_dataset("cvppp", root=standin, profile=prof, split="all", size=prof.cvppp_size)
+    image, labels = ds[0]
+    assert tuple(image.shape) == (3, 106, 100) and tuple(labels.shape) == (106, 100)
+
+
+def test_export_cvppp_refuses_classes_and_existing_files(standin, tmp_path, capsys):
+    assert main(["export", "--data", "garden", "--num", "2", "--layout", "cvppp", "--out", str(tmp_path / "g")]) == 2
+    assert "--layout cvppp" in capsys.readouterr().err
+    assert main(["export", *ROSETTES, "--size", "530", "500", "--num", "1", "--layout", "cvppp",
+                 "--out", str(standin)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_cvppp_fine_tune_recipe():
+    """Fine-tuning on a CVPPP copy takes the recipe's batch and rate; synthetic fine-tunes and
+    training from scratch keep theirs; --batch-size / --lr still win."""
+    prof = get_profile("quick")
+    _, real = RIS.recipe(prof, {"kind": "cvppp", "fine_tune": True}, time_budget_min=30)
+    assert (real.batch_size, real.lr) == (CVPPP_FINE_TUNE["batch_size"], CVPPP_FINE_TUNE["lr"]) == (4, 5e-4)
+    assert real.curriculum == [(0, 2, "n+")] and real.time_budget_min == 30
+    _, synth = RIS.recipe(prof, {"kind": "leaves", "fine_tune": True})
+    _, scratch = RIS.recipe(prof, {"kind": "cvppp"})
+    assert (synth.batch_size, synth.lr) == (scratch.batch_size, scratch.lr) == (16, 1e-3)
+    assert scratch.curriculum[0] == (0, 2, "fixed")
+    _, mine = RIS.recipe(prof, {"kind": "cvppp", "fine_tune": True}, batch_size=2, lr=1e-4)
+    assert (mine.batch_size, mine.lr) == (2, 1e-4)
+
+
+def test_cvppp_augmentation_changes_colour_and_keeps_ids():
+    """Real plants get colour and scale jitter on top of rotations; synthetic scenes keep flips and
+    quarter turns only (their colours must stay as rendered)."""
+    assert train_augment("cvppp").config["color_jitter"] > 0 and train_augment("cvppp").config["affine"]
+    assert train_augment("leaves").config["color_jitter"] == 0 and train_augment("leaves").config["rotation_degrees"] == 0
+    image, labels = load_dataset("leaves", profile="quick", seed=2000, num=1, size=(106, 100), min_leaves=11,
+                                 max_leaves=20, style="rosette")[0]
+    torch.manual_seed(0)
+    aug = train_augment("cvppp")
+    outs = [aug(image, labels) for _ in range(6)]
+    assert all(tuple(o[0].shape) == (3, 106, 100) for o in outs)
+    assert all(set(torch.unique(o[1]).tolist()) <= set(range(int(labels.max()) + 1)) for o in outs)
+    # Colour jitter: the mean colour of the plant differs between draws (geometry alone keeps it).
+    means = [o[0][:, o[1] > 0].mean(1) for o in outs]
+    assert max(float((m - means[0]).abs().max()) for m in means) > 0.01
+
+
+def test_the_documented_cvppp_command_runs_on_the_standin(standin, tmp_path):
+    """README's 30-minute command, end to end on the stand-in (2 steps instead of 30 minutes): it
+    starts from the checkpoint, trains at (106, 100) with the recipe's batch and rate, and records them."""
+    from rsis_lite.reproduce import shipped_checkpoint
+
+    out = tmp_path / "ft.pt"
+    assert main(["train", "--data", "cvppp", "--root", str(standin), "--split", "train", "--profile", "quick",
+                 "--init", str(shipped_checkpoint("ris", "quick")), "--steps", "2", "--time-budget", "30",
+                 "--out", str(out)]) == 0
+    ck = torch.load(out, weights_only=True, map_location="cpu")
+    assert ck["step"] == 2 and ck["data"]["kind"] == "cvppp"
+    assert ck["data"]["size"] == [106, 100] and ck["data"]["max_instances"] == 20
+    assert ck["train_config"]["batch_size"] == 4 and ck["train_config"]["lr"] == 5e-4
