@@ -1,9 +1,10 @@
 """``python -m rsis_lite reproduce``: evaluate every registered system on the embedded data, one table.
 
 For each system with a shipped checkpoint (``data/checkpoints/<system>_<data>_<profile>.pt``, data
-``leaves`` or ``garden``), the checkpoint is evaluated on synthetic scenes of that kind it never saw
-(validation seed 1000); garden rows add the class accuracy of matched instances and the mean of
-the per-class AP.
+``leaves``, ``garden`` or ``cvppp_like``), the checkpoint is evaluated on synthetic scenes of that
+kind it never saw (validation seed 1000); garden rows add the class accuracy of matched instances
+and the mean of the per-class AP; ``cvppp_like`` scenes are rosettes at CVPPP A1's shape and count
+((H, W) = (106, 100), 11-20 leaves; :data:`SCENES`).
 ``--retrain`` first trains each system from scratch through the ``train`` command's own code path
 (its recipe, resumable). The table, with the data summary, is printed and written to
 ``results/summary.md``.
@@ -22,7 +23,13 @@ REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPO / "data" / "checkpoints"
 TITLES = {"ris": "RIS (Romera-Paredes & Torr)", "attention": "Recurrent attention (Ren & Zemel)",
           "rsis": "RSIS (Salvador et al.)"}
-DATA_KINDS = ("leaves", "garden")      # synthetic kinds a shipped checkpoint may be trained on
+DATA_KINDS = ("leaves", "garden", "cvppp_like")   # synthetic kinds a shipped checkpoint may be trained on
+# How each kind's scenes are made: load_dataset's kind and its keywords (default: the profile's).
+SCENES: dict[str, dict] = {
+    "leaves": {"kind": "leaves"},
+    "garden": {"kind": "garden"},
+    "cvppp_like": {"kind": "leaves", "style": "rosette", "size": (106, 100), "min_leaves": 11, "max_leaves": 20},
+}
 
 
 def shipped_checkpoint(system: str, profile_name: str, data: str = "leaves") -> Path:
@@ -35,9 +42,9 @@ def data_summary(profile) -> list[dict]:
     from rsis_lite.data.registry import load_dataset
 
     rows = []
-    for kind in ("leaves", "garden", "nuclei"):
+    for kind in ("leaves", "garden", "cvppp_like", "nuclei"):
         try:
-            ds = load_dataset(kind, split="val", profile=profile)
+            ds = scenes(kind, profile) if kind in SCENES else load_dataset(kind, split="val", profile=profile)
         except Exception as e:  # the nuclei subset lives in the repo, not in a pip install
             rows.append({"dataset": kind, "note": str(e)})
             continue
@@ -48,16 +55,31 @@ def data_summary(profile) -> list[dict]:
     return rows
 
 
+def scenes(kind: str, profile):
+    """The validation scenes (seed 1000, the profile's count) of a synthetic ``kind`` of :data:`SCENES`."""
+    from rsis_lite.data.registry import load_dataset
+
+    spec = dict(SCENES[kind])
+    return load_dataset(spec.pop("kind"), split="val", profile=profile, seed=VAL_SEED, **spec)
+
+
+def scenes_label(kind: str, profile) -> str:
+    """The data column of a row: ``synthetic leaves 64px, seed 1000`` / ``synthetic cvppp_like 106x100 ...``."""
+    size = SCENES[kind].get("size")
+    where = f"{size[0]}x{size[1]}" if size else f"{profile.image_size}px"
+    return f"synthetic {kind} {where}, seed {VAL_SEED}"
+
+
 def evaluate_checkpoint(profile, ckpt: Path, device, crf=None, kind: str = "leaves") -> dict:
     """Mean (std) of the papers' metrics and AP of any system's checkpoint on the validation scenes
     of ``kind`` (``crf``: refined by the dense CRF with these :class:`rsis_lite.crf.CRFParams`);
     with classes (garden) also the class accuracy and AP per class."""
-    from rsis_lite.data.registry import load_dataset, max_instances
+    from rsis_lite.data.registry import max_instances
     from rsis_lite.evaluation import evaluate_pairs
     from rsis_lite.inference import inference_cap, load_system, predict_full, trained_max_instances
 
     system, meta = load_system(ckpt, device)
-    ds = load_dataset(kind, split="val", profile=profile, seed=VAL_SEED)
+    ds = scenes(kind, profile)
     cap = inference_cap(max_instances(ds), trained_max_instances(meta))
     t0 = time.perf_counter()
     preds = predict_full(system, ds, device=device, max_steps=cap, crf=crf)
@@ -135,14 +157,17 @@ def reproduce(profile=None, out: str | Path = "results/summary.md", retrain: boo
     for name in names():
         for kind in DATA_KINDS:
             ckpt = shipped_checkpoint(name, prof.name, kind)
-            if retrain and (kind == "leaves" or ckpt.exists()):
+            if retrain and kind == "cvppp_like" and ckpt.exists():
+                print(f"not retraining {ckpt.name}: it is a fine-tune of the leaves checkpoint; its commands "
+                      "are in data/checkpoints/README.md (evaluating the shipped file)")
+            elif retrain and (kind == "leaves" or ckpt.exists()):
                 ckpt = retrain_system(name, prof.name, Path(out).parent / ckpt.name, kind)
             elif not ckpt.exists():
                 if kind == "leaves":
                     skipped.append(name)
                 continue
             print(f"evaluating {name} checkpoint {ckpt}")
-            title, data = TITLES.get(name, name), f"synthetic {kind} {prof.image_size}px, seed {VAL_SEED}"
+            title, data = TITLES.get(name, name), scenes_label(kind, prof)
             rows.append((title, data, evaluate_checkpoint(prof, ckpt, device, kind=kind)))
             crf = crf_params_for(ckpt)
             if crf is not None:

@@ -67,3 +67,30 @@ def test_reproduce_adds_a_garden_row_with_the_class_figures(tmp_path, monkeypatc
     assert "| garden | 8 | 64x64 |" in text
     # The leaves rows have no classes: their class cells are dashes.
     assert not any(line.startswith("| RSIS") and "leaves" in line for line in text.splitlines())
+
+
+def test_reproduce_adds_a_cvppp_like_row_on_cvppp_shaped_scenes(tmp_path, monkeypatch):
+    """The CVPPP-shaped checkpoint is scored on rosettes at (H, W) = (106, 100) with 11-20 leaves,
+    and its row's SBD equals the CLI's export -> predict -> evaluate route on the same scenes."""
+    ckdir = tmp_path / "checkpoints"
+    ckdir.mkdir()
+    shipped = rep.shipped_checkpoint("ris", "quick", "cvppp_like")
+    assert shipped.is_file(), "the CVPPP-shaped checkpoint ships with the repository"
+    shutil.copy(shipped, ckdir / shipped.name)
+    monkeypatch.setattr(rep, "CHECKPOINTS", ckdir)
+    prof = get_profile("quick", n_val=4)
+    ds = rep.scenes("cvppp_like", prof)
+    counts = [int(ds[i][1].max()) for i in range(len(ds))]
+    assert tuple(ds[0][0].shape) == (3, 106, 100) and all(11 <= c <= 20 for c in counts)
+    text = rep.reproduce(profile=prof, out=tmp_path / "summary.md")
+    row = next(line for line in text.splitlines() if line.startswith("| RIS") and "cvppp_like 106x100" in line)
+    sbd_cell = float(row.split("|")[4].split()[0])
+    scenes, pred, res = tmp_path / "scenes", tmp_path / "pred", tmp_path / "res.json"
+    assert main(["export", "--data", "leaves", "--style", "rosette", "--size", "106", "100", "--leaves", "11", "20",
+                 "--seed", "1000", "--num", "4", "--out", str(scenes)]) == 0
+    assert main(["predict", "--checkpoint", str(shipped), "--data", "folder", "--root", str(scenes),
+                 "--out", str(pred)]) == 0
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(scenes / "labels"), "--json", str(res)]) == 0
+    sbd = json.loads(res.read_text())["mean"]["SBD"]
+    assert sbd > 0.6 and abs(sbd_cell - 100 * sbd) < 1.5, (sbd_cell, sbd)
+    assert "| cvppp_like | 4 | 106x100 |" in text
