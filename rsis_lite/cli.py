@@ -61,6 +61,9 @@ def _add_crf_args(p: argparse.ArgumentParser) -> None:
                         "(written by `python -m rsis_lite.crf search`), else the defaults")
     p.add_argument("--crf-params", default=None, metavar="FILE",
                    help="JSON file of CRF parameters (CRFParams fields); implies --crf")
+    p.add_argument("--overlap", choices=["first", "argmax"], default=None,
+                   help="where two masks claim a pixel: first (earlier step wins; RIS and RSIS default) or "
+                        "argmax (the highest mask wins; the attention system's default, the authors' rule)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -210,7 +210,7 @@ def _evaluate_checkpoint(args) -> dict[str, Any]:
         from rsis_lite.config import get_device
         from rsis_lite.data.registry import load_dataset
         from rsis_lite.inference import (crf_from_args, dataset_for_checkpoint, load_system, output_name,
-                                         predict_full, resize_labels)
+                                         overlap_kw, predict_full, resize_labels)
     except ImportError as e:
         raise RsisError(f"evaluate --checkpoint needs the inference and data modules, which failed to "
                         f"import ({e}); score PNG folders with --pred/--gt instead") from e
@@ -224,7 +224,7 @@ def _evaluate_checkpoint(args) -> dict[str, Any]:
     gt_ds = ds if size is None or args.data in ("leaves", "garden") else load_dataset(args.data, size=None, **common)
     if len(gt_ds) != len(ds):
         raise DataError(f"{args.data}: {len(ds)} images at size {size} but {len(gt_ds)} at full size")
-    preds = predict_full(system, ds, device=device, max_steps=cap, progress=True, crf=crf)
+    preds = predict_full(system, ds, device=device, max_steps=cap, progress=True, crf=crf, **overlap_kw(args))
     names, labels, scores, gts, pcls, gcls = [], [], [], [], [], []
     for i, (lab, p) in enumerate(preds):
         item = gt_ds[i]                                      # (image, labels[, classes])

@@ -180,6 +180,11 @@ def dataset_for_checkpoint(args, ckpt: dict[str, Any], size_override=None):
     return ds, size, common, cap
 
 
+def overlap_kw(args) -> dict[str, str]:
+    """``{"overlap": ...}`` for a system's ``predict`` when ``--overlap`` was given, else {} (its default)."""
+    return {"overlap": args.overlap} if getattr(args, "overlap", None) else {}
+
+
 def cli_predict(args) -> int:
     """``python -m rsis_lite predict``: one label PNG per image plus ``scores.json``."""
     from rsis_lite.config import get_device
@@ -193,7 +198,7 @@ def cli_predict(args) -> int:
     ds, _, _, cap = dataset_for_checkpoint(args, ckpt)
     names = [output_name(ds, i) for i in range(len(ds))]
     check_output_dir(out, input_folders(ds), will_write=names + ["scores.json"], overwrite=args.overwrite)
-    preds = predict_full(system, ds, device=device, max_steps=cap, progress=True, crf=crf)
+    preds = predict_full(system, ds, device=device, max_steps=cap, progress=True, crf=crf, **overlap_kw(args))
     out.mkdir(parents=True, exist_ok=True)
     scores, classes = {}, {}
     for name, (lab, p) in zip(names, preds):

@@ -152,3 +152,27 @@ def test_train_help_lists_the_registry(capsys):
 
     assert f"--model {{{','.join(names())}}}" in out and "--precision" in out
     assert {"ris", "attention", "rsis"} <= set(names())
+
+
+def test_predict_overlap_argmax(scenes, tmp_path):
+    """--overlap argmax gives each pixel to the step whose soft mask is highest there; the files it
+    writes equal that rule applied to the system's own soft masks."""
+    from rsis_lite.data.instances import assemble_labels, claim_masks
+    from rsis_lite.data.registry import load_dataset
+    from rsis_lite.inference import load_system
+
+    out = tmp_path / "arg"
+    assert main(["predict", "--checkpoint", str(SHIPPED), "--data", "folder", "--root", str(scenes),
+                 "--overlap", "argmax", "--out", str(out)]) == 0
+    system, _ = load_system(SHIPPED)
+    ds = load_dataset("folder", root=scenes, split="all")
+    images = torch.stack([ds[i][0] for i in range(len(ds))])
+    differ = 0
+    for i, p in enumerate(system.predict(images, max_steps=12)):          # first-wins, the default
+        below = np.nonzero(p.conf < 0.5)[0]                                 # the image stops at its first
+        n_run = int(below[0]) if len(below) else len(p.conf)                 # confidence below 0.5
+        expect, _ = assemble_labels(claim_masks(p.masks[:n_run], 0.5, "argmax"), 4)
+        got = read_label(out / f"{ds.ids[i]}.png")
+        np.testing.assert_array_equal(got, expect.numpy())
+        differ += int(not np.array_equal(got, p.labels.numpy()))
+    assert differ > 0, "on 12 scenes the two rules disagree somewhere"

@@ -127,3 +127,51 @@ def test_collate_size_mismatch():
              (torch.rand(3, 6, 8), torch.zeros(6, 8, dtype=torch.int64))]
     with pytest.raises(DataError, match=r"\(6, 8\)"):
         collate_instances(batch)
+
+
+def _claim_brute_force(masks, threshold, overlap):
+    """Pixel by pixel: which of the K soft masks claims it (first above threshold / highest above)."""
+    k, h, w = masks.shape
+    out = np.zeros((k, h, w), dtype=bool)
+    for y in range(h):
+        for x in range(w):
+            v = masks[:, y, x]
+            if overlap == "first":
+                out[:, y, x] = v > threshold
+            elif v.max() > threshold:
+                out[int(np.argmax(v)), y, x] = True
+    return out
+
+
+@pytest.mark.parametrize("overlap", ["first", "argmax"])
+def test_claim_masks_matches_brute_force(overlap):
+    from rsis_lite.data.instances import assemble_labels, claim_masks
+
+    rng = np.random.default_rng(3)
+    masks = rng.random((5, 9, 11)).astype(np.float32)
+    got = claim_masks(torch.from_numpy(masks), 0.4, overlap)
+    assert got.dtype == torch.bool
+    np.testing.assert_array_equal(got.numpy(), _claim_brute_force(masks, 0.4, overlap))
+    labels, kept = assemble_labels(got, 1)
+    if overlap == "argmax":                      # disjoint: every kept mask keeps all its pixels
+        assert int(got.sum(0).max()) <= 1
+        for j, t in enumerate(kept):
+            assert torch.equal(labels == j + 1, got[t])
+
+
+def test_claim_masks_argmax_gives_a_small_later_mask_its_pixels():
+    """A large early mask that bleeds (0.6) over a small later one (0.9): first-wins hides the small
+    one, argmax keeps it."""
+    from rsis_lite.data.instances import assemble_labels, claim_masks
+
+    big = torch.full((8, 8), 0.6)
+    small = torch.zeros(8, 8)
+    small[2:5, 2:5] = 0.9
+    masks = torch.stack([big, small])
+    lab_first, kept_first = assemble_labels(claim_masks(masks, 0.5, "first"), 4)
+    lab_arg, kept_arg = assemble_labels(claim_masks(masks, 0.5, "argmax"), 4)
+    assert kept_first == [0] and kept_arg == [0, 1]
+    assert int((lab_arg == 2).sum()) == 9 and int((lab_arg == 1).sum()) == 64 - 9
+    assert claim_masks(torch.zeros(0, 8, 8), 0.5, "argmax").shape == (0, 8, 8)
+    with pytest.raises(ValueError, match="overlap"):
+        claim_masks(masks, 0.5, "last")

@@ -76,6 +76,28 @@ def assemble_labels(binary: Tensor, min_new_pixels: int = 1) -> tuple[Tensor, li
     return labels, kept
 
 
+OVERLAPS = ("first", "argmax")
+
+
+def claim_masks(masks: Tensor, threshold: float, overlap: str = "first") -> Tensor:
+    """Soft masks (K, H, W) -> binary masks (K, H, W) for :func:`assemble_labels`.
+
+    ``overlap="first"``: each mask is ``> threshold`` on its own and overlaps go to the earlier mask
+    (in :func:`assemble_labels`). ``"argmax"``: each pixel goes to the mask with the highest value
+    there, if that value is ``> threshold`` (Ren & Zemel's post-processing; in crowded scenes a
+    large early mask that bleeds over a small later leaf no longer takes its pixels).
+    """
+    if overlap not in OVERLAPS:
+        raise ValueError(f"unknown overlap rule {overlap!r}; use one of {', '.join(OVERLAPS)}")
+    if masks.dim() != 3:
+        raise ValueError(f"masks must be (K, H, W), got shape {tuple(masks.shape)}")
+    if overlap == "first" or masks.shape[0] == 0:
+        return masks > threshold                                            # (K, H, W)
+    best, owner = masks.max(0)                                              # (H, W), (H, W)
+    ids = torch.arange(masks.shape[0], device=masks.device).view(-1, 1, 1)  # (K, 1, 1)
+    return (owner[None] == ids) & (best > threshold)[None]                  # (K, H, W) disjoint
+
+
 def masks_to_labels(masks: Tensor, threshold: float = 0.5) -> Tensor:
     """Mask stack (K, H, W) bool or float -> label map (H, W) int64.
 

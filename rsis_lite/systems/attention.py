@@ -75,6 +75,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rsis_lite.data.instances import claim_masks
 from rsis_lite.errors import ConfigError, DataError
 from rsis_lite.matching import hungarian_match, pairwise_soft_iou
 from rsis_lite.nn.attention import FilterBank, filter_bank, read_patch, sigma2_from_size, soft_box, write_patch
@@ -481,11 +482,12 @@ class Attention(System):
 
     @torch.no_grad()
     def predict(self, images: Tensor, max_steps: int = 30, threshold: float = 0.3, score_threshold: float = 0.5,
-                min_new_pixels: int = 4) -> list[Prediction]:
+                min_new_pixels: int = 4, overlap: str = "argmax") -> list[Prediction]:
         """Unroll (canvas fed by the predictions) until every image's score is <= ``score_threshold``
         or ``max_steps``; then per image: mask x score, per-pixel argmax over the steps before the
-        stop, threshold 0.3 (the authors'), and :func:`assemble_labels` (steps owning fewer than
-        ``min_new_pixels`` pixels are dropped)."""
+        stop (``overlap="argmax"``, the authors'; ``"first"``: earlier steps win), threshold 0.3
+        (the authors'), and :func:`assemble_labels` (steps owning fewer than ``min_new_pixels``
+        pixels are dropped)."""
         self.eval()
         _check_images(images)
         b = images.shape[0]
@@ -505,22 +507,16 @@ class Attention(System):
         masks_all = torch.stack(masks_run, 1)                                 # (B, T_run, H, W)
         conf_all = torch.stack(conf_run, 1)                                   # (B, T_run)
         on = torch.stack(active_run, 1)                                       # (B, T_run)
-        return [self._assemble(masks_all[i], conf_all[i], on[i], threshold, min_new_pixels) for i in range(b)]
+        return [self._assemble(masks_all[i], conf_all[i], on[i], threshold, min_new_pixels, overlap) for i in range(b)]
 
     # -- the model's own pieces --------------------------------------------------------------------
     @staticmethod
-    def _assemble(masks: Tensor, conf: Tensor, on: Tensor, threshold: float, min_new_pixels: int) -> Prediction:
+    def _assemble(masks: Tensor, conf: Tensor, on: Tensor, threshold: float, min_new_pixels: int,
+                  overlap: str = "argmax") -> Prediction:
         """masks (T_run, H, W), conf (T_run,), on (T_run,) bool -> one image's Prediction."""
         run = torch.nonzero(on).flatten()                                     # steps before the stop
-        size = masks.shape[-2:]
-        if run.numel() == 0:
-            binary = torch.zeros(0, *size, dtype=torch.bool)
-        else:
-            weighted = masks[run] * conf[run, None, None]                     # (K, H, W) mask x score
-            best, idx = weighted.max(0)                                       # (H, W)
-            ids = torch.arange(len(run)).view(-1, 1, 1)
-            binary = (idx[None] == ids) & (best > threshold)[None]            # (K, H, W) disjoint
-        labels, kept = assemble_labels(binary, min_new_pixels)
+        weighted = masks[run] * conf[run, None, None]                         # (K, H, W) mask x score
+        labels, kept = assemble_labels(claim_masks(weighted, threshold, overlap), min_new_pixels)
         steps = run[kept].numpy().astype(np.int64)
         c = conf.numpy().astype(np.float32)
         return Prediction(labels, c[steps], masks, c, steps)

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rsis_lite.data.instances import claim_masks
 from rsis_lite.matching import Assignment, confidence_targets, hungarian_match, pairwise_soft_iou
 from rsis_lite.nn import ConvLSTM, build_features
 from rsis_lite.systems.base import ConfigBase, Prediction, System, assemble_labels
@@ -267,13 +268,15 @@ class RIS(System):
 
     @torch.no_grad()
     def predict(self, images: Tensor, max_steps: int = 30, threshold: float = 0.5, conf_threshold: float = 0.5,
-                min_new_pixels: int = 4) -> list[Prediction]:
+                min_new_pixels: int = 4, overlap: str = "first") -> list[Prediction]:
         """Unroll until every image's confidence falls below ``conf_threshold`` (or ``max_steps``).
 
         The paper stops an image at its first step with confidence below 0.5. Each running step's
         mask (> ``threshold``) goes to :func:`assemble_labels`: earlier instances win, and a step
         that adds fewer than ``min_new_pixels`` unclaimed pixels is skipped. That guard removes the
         faint full-frame masks the Figure-3 head emits once b has grown past log(H*W).
+        ``overlap="argmax"`` instead gives each pixel to the step whose mask is highest there
+        (:func:`rsis_lite.data.instances.claim_masks`; better in crowded rosettes).
         """
         self.eval()
         b = images.shape[0]
@@ -297,7 +300,7 @@ class RIS(System):
         out = []
         for i in range(b):
             run = torch.nonzero(on[i]).flatten()                              # steps before the stop
-            labels, kept = assemble_labels(masks_all[i, run] > threshold, min_new_pixels)
+            labels, kept = assemble_labels(claim_masks(masks_all[i, run], threshold, overlap), min_new_pixels)
             steps = run[kept].numpy().astype(np.int64)
             out.append(Prediction(labels, conf_all[i, steps].astype(np.float32), masks_all[i], conf_all[i], steps))
         return out

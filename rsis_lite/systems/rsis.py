@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rsis_lite.data.instances import claim_masks
 from rsis_lite.errors import DataError
 from rsis_lite.matching import hungarian_match, pairwise_soft_iou
 from rsis_lite.nn.features import ResNetPyramid
@@ -265,12 +266,13 @@ class RSIS(System):
 
     @torch.no_grad()
     def predict(self, images: Tensor, max_steps: int = 30, threshold: float = 0.5, stop_threshold: float = 0.5,
-                min_new_pixels: int = 4) -> list[Prediction]:
+                min_new_pixels: int = 4, overlap: str = "first") -> list[Prediction]:
         """Unroll while p(continue) >= ``stop_threshold`` (or ``max_steps``); masks at ``threshold``.
 
         The paper keeps steps with stop probability >= 0.5; the authors' leaves script used 0.2
         (notebook 08 measures both). Each kept step's mask goes to :func:`assemble_labels` (earlier
-        instances win; a step adding fewer than ``min_new_pixels`` pixels is skipped). The class is
+        instances win, or with ``overlap="argmax"`` the highest mask; a step adding fewer than
+        ``min_new_pixels`` pixels is skipped). The class is
         the arg-max over classes 1..C and the score is p(class) * p(continue). Ids are step order + 1.
         """
         self.eval()
@@ -301,7 +303,7 @@ class RSIS(System):
         out = []
         for i in range(b):
             run = torch.nonzero(on[i]).flatten()
-            labels, kept = assemble_labels(masks_all[i, run] > threshold, min_new_pixels)
+            labels, kept = assemble_labels(claim_masks(masks_all[i, run], threshold, overlap), min_new_pixels)
             steps = run[kept].numpy().astype(np.int64)
             scores = (pcls_all[i, steps] * go_all[i, steps]).astype(np.float32)
             out.append(Prediction(labels, scores, masks_all[i], go_all[i], steps, cls_all[i, steps].astype(np.int64)))
