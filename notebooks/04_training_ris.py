@@ -848,11 +848,19 @@ plt.show()
 # The shipped checkpoint was trained in bf16 autocast (step 5000, about 74 minutes on one core of a
 # 2-core CPU with native bf16). `--precision auto`, the default of `train`, picks bf16 autocast only
 # where it is faster: on a CUDA GPU with bf16, or on a CPU with native bf16 (AMX or AVX512-BF16). It
-# matters, both ways: on a 2-core AMD EPYC with AVX512-BF16, `python -m rsis_lite bench --repeats 3
-# --steps 2` measured 32.8 images/s in bf16 against 18.8 in fp32 (batch 16 at 64×64, 2 threads),
-# while on an AVX2-only EPYC, without native bf16, a bf16 training step was measured about 20×
-# slower than fp32 (10.6 s against 0.51 s). So do not pass `--precision bf16` without knowing the
-# CPU; `bench` times both on yours. What `auto` picks here:
+# matters, both ways. Training throughput measured by `python -m rsis_lite bench --repeats 5
+# --steps 5` (RIS; attention and RSIS with `--model`, `--repeats 3 --steps 3`), batch 16 at 64×64
+# (attention: 8), 2 threads, torch 2.14:
+#
+# | CPU | system | fp32 images/s | bf16 autocast images/s | `auto` picks |
+# |---|---|---|---|---|
+# | 2-core AMD EPYC, AVX512 + AVX512-BF16 (this project's machine) | RIS | 20.9 | 34.1 (1.63×) | bf16 |
+# | same | attention | 36.6 | 37.6 (1.03×) | bf16 |
+# | same | RSIS | 49.8 | 66.3 (1.33×) | bf16 |
+# | AMD EPYC, AVX2 only (no native bf16) | RIS, one step of 16, one thread | 0.51 s per step | 10.6 s per step (about 20× slower) | fp32 |
+#
+# So do not pass `--precision bf16` without knowing the CPU; `bench` times both on yours and says
+# what `auto` picks. Here:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -873,6 +881,29 @@ print(f"--precision auto would train in: {resolve_precision('auto', device)}")
 # `--steps`, `--batch-size`, `--lr` override the recipe. Predicting and scoring a folder of images
 # (`export` → `predict` → `evaluate`) is run, and checked against the in-notebook numbers, in
 # [notebook 05](05_evaluation.ipynb), section 11.
+#
+# ### CPU, 30 minutes: your own CVPPP copy
+#
+# Real plants (CVPPP A1: 11–20 leaves at (H, W) = (530, 500), resized to the paper's 106×100) are
+# harder than the 2–8 leaves above. The repository ships `data/checkpoints/ris_cvppp_like_quick.pt`,
+# the quick model pretrained on synthetic rosettes of that shape and count
+# (`--style rosette --size 106 100 --leaves 11 20`; provenance and figures in
+# [data/checkpoints/README.md](../data/checkpoints/README.md)). With a licensed copy, half an hour on
+# a 2-core laptop adapts it to real leaves:
+#
+# ```bash
+# python -m rsis_lite train --data cvppp --root $CVPPP --split train \
+#     --init data/checkpoints/ris_cvppp_like_quick.pt --time-budget 30 --out runs/ris_cvppp_30min.pt
+# python -m rsis_lite evaluate --checkpoint runs/ris_cvppp_30min.pt --data cvppp --root $CVPPP --split val
+# ```
+#
+# What the fine-tune does (the recipe, `RIS.recipe` with `CVPPP_FINE_TUNE`): every layer adapts,
+# at lr 5e-4 (half the pretraining rate), in batches of 4 (a plant unrolls T = n + 2 = 13–22 steps,
+# so about 0.6 s per step on 2 cores: some 2900 updates in 30 minutes), with T = n + 2 from the
+# first step, flips, rotations over the full circle, ±10 % scale and ±5 % shift, and a mild colour
+# jitter; the learning-rate decay follows the clock and ends at minute 30. The README's *CPU,
+# 30 minutes* section has the figures measured on synthetic stand-ins; real-plant figures are not
+# measured by this project (it has no CVPPP copy).
 #
 # ## 9. Paper scale on a GPU (Colab)
 #
