@@ -226,7 +226,8 @@ class RIS(System):
         full-resolution model, 60000 steps of 8. The curriculum switch follows the step count.
         Fine-tuning (``data["fine_tune"]``: ``train --init``) skips the T = 2 stage: the model
         already segments one leaf per step, so every step unrolls T = n + 2. Fine-tuning on a CVPPP
-        copy (``data["kind"] == "cvppp"``) also takes :data:`CVPPP_FINE_TUNE`'s batch and rate."""
+        copy (``data["kind"] == "cvppp"``) takes :data:`CVPPP_FINE_TUNE`'s rate (both profiles) and,
+        in the quick profile, its batch."""
         quick = getattr(profile, "name", profile) == "quick"
         data = data or {}
         model = quick_model_config() if quick else full_model_config()
