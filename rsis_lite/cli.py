@@ -61,7 +61,7 @@ def _add_crf_args(p: argparse.ArgumentParser) -> None:
                         "(written by `python -m rsis_lite.crf search`), else the defaults")
     p.add_argument("--crf-params", default=None, metavar="FILE",
                    help="JSON file of CRF parameters (CRFParams fields); implies --crf")
-    p.add_argument("--overlap", choices=["first", "argmax"], default=None,
+    p.add_argument("--overlap", choices=["first", "argmax"], default=None,   # rsis_lite.data.instances.OVERLAPS
                    help="where two masks claim a pixel: first (earlier step wins; RIS and RSIS default) or "
                         "argmax (the highest mask wins; the attention system's default, the authors' rule)")
 
@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=["quick", "full"], default=None)
     p.add_argument("--out", default="results/summary.md", help="where the results table is written")
     p.add_argument("--retrain", action="store_true",
-                   help="train each system from scratch (its recipe) instead of evaluating the shipped checkpoints")
+                   help="train each system from scratch (its recipe) instead of evaluating the shipped checkpoints "
+                        "(the CVPPP-shaped fine-tune is evaluated as shipped; its commands are in data/checkpoints/README.md)")
 
     systems = _system_names()
     p = sub.add_parser("train", help="train a system (resumes when --out exists; torchrun for several processes)")

@@ -262,6 +262,9 @@ def cli_evaluate(args) -> int:
         if getattr(args, "crf", False):
             raise RsisError("--crf needs --checkpoint: it refines a system's soft masks, which label PNGs "
                             "do not have (predict --crf writes refined PNGs to score with --pred/--gt)")
+        if getattr(args, "overlap", None):
+            raise RsisError("--overlap needs --checkpoint: it decides how a system's soft masks become a label "
+                            "map (predict --overlap writes label PNGs to score with --pred/--gt)")
         result = evaluate_folders(args.pred, args.gt, glob=args.glob)
     elif args.checkpoint is not None:
         result = _evaluate_checkpoint(args)

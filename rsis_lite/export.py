@@ -3,8 +3,8 @@
 Turns synthetic scenes into files so the same ``predict`` / ``evaluate`` commands that score a
 user's own folder score them too (``--data folder --root DIR``). ``--layout cvppp`` writes the CVPPP
 2017 LSC layout instead (``A1/plant001_rgb.png`` RGBA, ``plant001_label.png`` palette, ``A1.csv``):
-a stand-in to rehearse the CVPPP commands (``--data cvppp --root DIR``) before a licensed copy is
-at hand; it is synthetic, never CVPPP itself.
+a stand-in of synthetic scenes (``--data leaves`` only) to rehearse the CVPPP commands
+(``--data cvppp --root DIR``) before a licensed copy is at hand.
 """
 from __future__ import annotations
 
@@ -13,6 +13,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+
+def to_rgb8(image) -> np.ndarray:
+    """Image (3, H, W) float in [0, 1] -> (H, W, 3) uint8, rounded."""
+    return (image.permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)  # (H, W, 3)
 
 
 def export_dataset(dataset, out: str | Path) -> int:
@@ -28,8 +33,7 @@ def export_dataset(dataset, out: str | Path) -> int:
     for i, name in enumerate(dataset.ids):
         item = dataset[i]
         image, labels = item[0], item[1]
-        rgb = (image.permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)  # (H, W, 3)
-        Image.fromarray(rgb).save(out / "images" / f"{name}.png")
+        Image.fromarray(to_rgb8(image)).save(out / "images" / f"{name}.png")
         write_label(out / "labels" / f"{name}.png", labels.numpy())
         if len(item) == 3:                                  # (image, labels, classes): garden scenes
             classes[str(name)] = [int(c) for c in item[2]]
@@ -49,6 +53,7 @@ def export_cvppp(dataset, out: str | Path, family: str = "A1") -> int:
     ``<out>/<family>/plantNNN_rgb.png`` (RGBA, alpha 255), ``plantNNN_label.png`` (palette PNG,
     pixel = leaf id) and ``<family>.csv`` (``plantNNN_rgb.png, <leaf count>``), plants numbered
     from 001 in the dataset's order."""
+    from rsis_lite.errors import DataError
     from rsis_lite.fileio import atomic_write_text
 
     folder = Path(out) / family
@@ -60,8 +65,9 @@ def export_cvppp(dataset, out: str | Path, family: str = "A1") -> int:
         image, labels = dataset[j - 1][:2]
         lab = labels.numpy()                                # (H, W) int64
         if lab.max() > 255:
-            raise ValueError(f"scene {j} has {int(lab.max())} instances; a palette PNG holds at most 255")
-        rgb = (image.permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)  # (H, W, 3)
+            raise DataError(f"scene {j} has {int(lab.max())} instances; a CVPPP palette PNG holds at most 255 "
+                            "(use --layout folder)")
+        rgb = to_rgb8(image)                                # (H, W, 3)
         rgba = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=2)  # (H, W, 4)
         Image.fromarray(rgba, mode="RGBA").save(folder / f"plant{j:03d}_rgb.png")
         pal = Image.fromarray(lab.astype(np.uint8), mode="P")
@@ -87,12 +93,19 @@ def cli_export(args) -> int:
                       **leaves)
     out = Path(args.out)
     if getattr(args, "layout", "folder") == "cvppp":
-        if args.data not in ("leaves", "folder", "nuclei", "cvppp"):
-            raise ConfigError(f"--layout cvppp writes leaf ids only; --data {args.data} has classes "
-                              "(use --layout folder)")
-        check_output_dir(out, input_folders(ds), will_write=cvppp_names(len(ds)), overwrite=args.overwrite)
-        n = export_cvppp(ds, out)
-        print(f"wrote {n} plants in the CVPPP layout to {args.out}/A1 (synthetic, for --data cvppp --root {args.out})")
+        if args.data != "leaves":
+            raise ConfigError(f"--layout cvppp writes synthetic leaf scenes only (--data leaves), not --data "
+                              f"{args.data}; use --layout folder")
+        names = cvppp_names(len(ds), args.family)
+        check_output_dir(out, input_folders(ds), will_write=names, overwrite=args.overwrite)
+        stale = sorted({q.name for q in (out / args.family).glob("plant*_*.png")} - {Path(n).name for n in names})
+        if stale:
+            raise ConfigError(f"--out {out / args.family} already holds {stale[0]} and {len(stale) - 1} more plant "
+                              "files this export would not replace (the CVPPP reader would mix them in); "
+                              "choose an empty folder")
+        n = export_cvppp(ds, out, args.family)
+        print(f"wrote {n} synthetic plants in the CVPPP layout to {out / args.family} "
+              f"(for --data cvppp --root {out} --family {args.family})")
         return 0
     names = [f"{sub}/{name}.png" for name in ds.ids for sub in ("images", "labels")]
     if args.data == "garden" or getattr(ds, "classes", None):

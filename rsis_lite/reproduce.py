@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rsis_lite.config import env_report, get_device, get_profile
 from rsis_lite.data.registry import VAL_SEED
+
+if TYPE_CHECKING:
+    from rsis_lite.data.garden import SyntheticGarden
+    from rsis_lite.data.synthetic import SyntheticLeaves
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPO / "data" / "checkpoints"
@@ -55,7 +60,7 @@ def data_summary(profile) -> list[dict]:
     return rows
 
 
-def scenes(kind: str, profile):
+def scenes(kind: str, profile) -> SyntheticLeaves | SyntheticGarden:
     """The validation scenes (seed 1000, the profile's count) of a synthetic ``kind`` of :data:`SCENES`."""
     from rsis_lite.data.registry import load_dataset
 

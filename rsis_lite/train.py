@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -36,6 +36,9 @@ from torch import Tensor, nn
 from rsis_lite.checkpoint import load_checkpoint, save_checkpoint, state_is_finite, validate_checkpoint
 from rsis_lite.errors import CheckpointError, RsisError, TrainingError
 from rsis_lite.systems.base import ConfigBase
+
+if TYPE_CHECKING:
+    from rsis_lite.data.augment import JointAugment
 
 
 @dataclass
@@ -411,7 +414,7 @@ def data_spec(kind: str, dataset, size: tuple[int, int] | None, split: str, prof
     return spec
 
 
-def train_augment(kind: str):
+def train_augment(kind: str) -> JointAugment:
     """The augmentation ``train`` uses for a data kind.
 
     Synthetic scenes never repeat: flips and 90-degree turns only. Real images are few (CVPPP A1:

@@ -176,3 +176,8 @@ def test_predict_overlap_argmax(scenes, tmp_path):
         np.testing.assert_array_equal(got, expect.numpy())
         differ += int(not np.array_equal(got, p.labels.numpy()))
     assert differ > 0, "on 12 scenes the two rules disagree somewhere"
+
+
+def test_overlap_needs_a_checkpoint(scenes, capsys):
+    assert main(["evaluate", "--pred", str(scenes / "labels"), "--gt", str(scenes / "labels"), "--overlap", "argmax"]) == 2
+    assert "--overlap needs --checkpoint" in capsys.readouterr().err

@@ -79,16 +79,24 @@ def assemble_labels(binary: Tensor, min_new_pixels: int = 1) -> tuple[Tensor, li
 OVERLAPS = ("first", "argmax")
 
 
+def check_overlap(overlap: str) -> str:
+    """``overlap`` if it is one of :data:`OVERLAPS`, else a one-line ValueError."""
+    if overlap not in OVERLAPS:
+        raise ValueError(f"unknown overlap rule {overlap!r}; use one of {', '.join(OVERLAPS)}")
+    return overlap
+
+
 def claim_masks(masks: Tensor, threshold: float, overlap: str = "first") -> Tensor:
     """Soft masks (K, H, W) -> binary masks (K, H, W) for :func:`assemble_labels`.
 
     ``overlap="first"``: each mask is ``> threshold`` on its own and overlaps go to the earlier mask
     (in :func:`assemble_labels`). ``"argmax"``: each pixel goes to the mask with the highest value
     there, if that value is ``> threshold`` (Ren & Zemel's post-processing; in crowded scenes a
-    large early mask that bleeds over a small later leaf no longer takes its pixels).
+    large early mask that bleeds over a small later leaf no longer takes its pixels). With argmax
+    the masks come out disjoint, so a mask that :func:`assemble_labels` then drops (fewer than
+    ``min_new_pixels`` pixels) leaves its few pixels as background, as in the attention system.
     """
-    if overlap not in OVERLAPS:
-        raise ValueError(f"unknown overlap rule {overlap!r}; use one of {', '.join(OVERLAPS)}")
+    check_overlap(overlap)
     if masks.dim() != 3:
         raise ValueError(f"masks must be (K, H, W), got shape {tuple(masks.shape)}")
     if overlap == "first" or masks.shape[0] == 0:

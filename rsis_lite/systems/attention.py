@@ -75,7 +75,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rsis_lite.data.instances import claim_masks
+from rsis_lite.data.instances import check_overlap, claim_masks
 from rsis_lite.errors import ConfigError, DataError
 from rsis_lite.matching import hungarian_match, pairwise_soft_iou
 from rsis_lite.nn.attention import FilterBank, filter_bank, read_patch, sigma2_from_size, soft_box, write_patch
@@ -488,6 +488,7 @@ class Attention(System):
         stop (``overlap="argmax"``, the authors'; ``"first"``: earlier steps win), threshold 0.3
         (the authors'), and :func:`assemble_labels` (steps owning fewer than ``min_new_pixels``
         pixels are dropped)."""
+        check_overlap(overlap)
         self.eval()
         _check_images(images)
         b = images.shape[0]

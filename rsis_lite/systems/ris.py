@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rsis_lite.data.instances import claim_masks
+from rsis_lite.data.instances import check_overlap, claim_masks
 from rsis_lite.matching import Assignment, confidence_targets, hungarian_match, pairwise_soft_iou
 from rsis_lite.nn import ConvLSTM, build_features
 from rsis_lite.systems.base import ConfigBase, Prediction, System, assemble_labels
@@ -279,6 +279,7 @@ class RIS(System):
         ``overlap="argmax"`` instead gives each pixel to the step whose mask is highest there
         (:func:`rsis_lite.data.instances.claim_masks`; better in crowded rosettes).
         """
+        check_overlap(overlap)
         self.eval()
         b = images.shape[0]
         size = tuple(images.shape[-2:])

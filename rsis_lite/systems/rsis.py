@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rsis_lite.data.instances import claim_masks
+from rsis_lite.data.instances import check_overlap, claim_masks
 from rsis_lite.errors import DataError
 from rsis_lite.matching import hungarian_match, pairwise_soft_iou
 from rsis_lite.nn.features import ResNetPyramid
@@ -275,6 +275,7 @@ class RSIS(System):
         ``min_new_pixels`` pixels is skipped). The class is
         the arg-max over classes 1..C and the score is p(class) * p(continue). Ids are step order + 1.
         """
+        check_overlap(overlap)
         self.eval()
         b = images.shape[0]
         size = tuple(images.shape[-2:])
