@@ -898,8 +898,9 @@ print(f"--precision auto would train in: {resolve_precision('auto', device)}")
 # ```
 #
 # What the fine-tune does (the recipe, `RIS.recipe` with `CVPPP_FINE_TUNE`): every layer adapts,
-# at lr 5e-4 (half the pretraining rate), in batches of 4 (a plant unrolls T = n + 2 = 13–22 steps,
-# so about 0.6 s per step on 2 cores: some 2900 updates in 30 minutes), with T = n + 2 from the
+# at lr 5e-4 (half the pretraining rate; the area bias b keeps its own 0.05), in batches of 4 (a
+# plant unrolls T = n + 2 = 13–22 steps; 0.63 s per step was measured on the 2-core CPU with native
+# bf16, so about 2800 updates in 30 minutes), with T = n + 2 from the
 # first step, flips, rotations over the full circle, ±10 % scale and ±5 % shift, and a mild colour
 # jitter; the learning-rate decay follows the clock and ends at minute 30. The README's *CPU,
 # 30 minutes* section has the figures measured on synthetic stand-ins; real-plant figures are not

@@ -110,11 +110,13 @@ def test_the_documented_cvppp_command_runs_on_the_standin(standin, tmp_path):
     starts from the checkpoint, trains at (106, 100) with the recipe's batch and rate, and records them."""
     from rsis_lite.reproduce import shipped_checkpoint
 
+    start = shipped_checkpoint("ris", "quick", "cvppp_like")
+    assert start.is_file(), "the CVPPP-shaped checkpoint ships with the repository"
     out = tmp_path / "ft.pt"
     assert main(["train", "--data", "cvppp", "--root", str(standin), "--split", "train", "--profile", "quick",
-                 "--init", str(shipped_checkpoint("ris", "quick")), "--steps", "2", "--time-budget", "30",
-                 "--out", str(out)]) == 0
+                 "--init", str(start), "--steps", "2", "--time-budget", "30", "--out", str(out)]) == 0
     ck = torch.load(out, weights_only=True, map_location="cpu")
     assert ck["step"] == 2 and ck["data"]["kind"] == "cvppp"
     assert ck["data"]["size"] == [106, 100] and ck["data"]["max_instances"] == 20
     assert ck["train_config"]["batch_size"] == 4 and ck["train_config"]["lr"] == 5e-4
+    assert ck["init"] == str(start)

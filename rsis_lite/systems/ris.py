@@ -78,9 +78,10 @@ class RISTrainConfig(TrainConfig):
 
 # The 30-minute CPU fine-tune of a CVPPP-like checkpoint on a user's own CVPPP copy (README, "CPU,
 # 30 minutes"). Batch 4: a plant with 11-20 leaves unrolls T = n + 2 = 13-22 steps at 106 x 100,
-# about 0.6 s per step of 4 on 2 cores, so 30 minutes give ~2900 updates (batch 16 would give ~700).
-# lr 5e-4, half the pretraining rate: the start is already a good leaf segmenter, and 103 plants
-# are seen ~100 times each in 30 minutes, so smaller steps forget less and overfit less.
+# measured 0.63 s per step of 4 on a 2-core CPU with native bf16, so 30 minutes give ~2800 updates
+# (batches of 16 would give a quarter as many). lr 5e-4, half the pretraining rate (the area bias
+# keeps its head_lr): the start is already a leaf segmenter, and each of 103 plants is seen ~100
+# times in 30 minutes, so smaller steps forget less and overfit less.
 CVPPP_FINE_TUNE = {"batch_size": 4, "lr": 5e-4}
 
 
