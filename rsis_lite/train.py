@@ -501,6 +501,8 @@ def cli_train(args) -> int:
         except _Terminated:
             say(f"terminated: saved {out} at step {trainer.step}")
             return 143
+        if distributed:
+            dist.barrier()      # every rank done before any closes its connections (gloo aborts on a closed peer)
         say(f"saved {out} at step {trainer.step} ({trainer.train_seconds / 60:.1f} min of training)")
         if trainer.history["eval"]:
             say("last validation:", trainer.history["eval"][-1])
