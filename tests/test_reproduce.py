@@ -52,13 +52,19 @@ def test_retrain_goes_through_the_train_command(tmp_path, monkeypatch):
                       str(tmp_path / "x.pt")]]
 
 
-def test_reproduce_adds_a_garden_row_with_the_class_figures(tmp_path, monkeypatch):
+def only_shipped(tmp_path, monkeypatch, system: str, kind: str):
+    """Point reproduce at a folder holding only the shipped ``system`` checkpoint for ``kind``."""
     ckdir = tmp_path / "checkpoints"
     ckdir.mkdir()
-    shipped = rep.shipped_checkpoint("rsis", "quick", "garden")
-    assert shipped.is_file(), "the garden checkpoint ships with the repository"
+    shipped = rep.shipped_checkpoint(system, "quick", kind)
+    assert shipped.is_file(), f"the {kind} checkpoint ships with the repository"
     shutil.copy(shipped, ckdir / shipped.name)
     monkeypatch.setattr(rep, "CHECKPOINTS", ckdir)
+    return shipped
+
+
+def test_reproduce_adds_a_garden_row_with_the_class_figures(tmp_path, monkeypatch):
+    shipped = only_shipped(tmp_path, monkeypatch, "rsis", "garden")
     text = rep.reproduce(profile=get_profile("quick", n_val=8), out=tmp_path / "summary.md")
     row = next(line for line in text.splitlines() if line.startswith("| RSIS") and "garden" in line)
     cells = [c.strip() for c in row.strip("|").split("|")]
@@ -72,12 +78,7 @@ def test_reproduce_adds_a_garden_row_with_the_class_figures(tmp_path, monkeypatc
 def test_reproduce_adds_a_cvppp_like_row_on_cvppp_shaped_scenes(tmp_path, monkeypatch):
     """The CVPPP-shaped checkpoint is scored on rosettes at (H, W) = (106, 100) with 11-20 leaves,
     and its row's SBD equals the CLI's export -> predict -> evaluate route on the same scenes."""
-    ckdir = tmp_path / "checkpoints"
-    ckdir.mkdir()
-    shipped = rep.shipped_checkpoint("ris", "quick", "cvppp_like")
-    assert shipped.is_file(), "the CVPPP-shaped checkpoint ships with the repository"
-    shutil.copy(shipped, ckdir / shipped.name)
-    monkeypatch.setattr(rep, "CHECKPOINTS", ckdir)
+    shipped = only_shipped(tmp_path, monkeypatch, "ris", "cvppp_like")
     prof = get_profile("quick", n_val=4)
     ds = rep.scenes("cvppp_like", prof)
     counts = [int(ds[i][1].max()) for i in range(len(ds))]
