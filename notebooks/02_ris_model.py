@@ -208,7 +208,7 @@ for k, (a, b) in diff.items():
 
 # %%
 with torch.no_grad():
-    f_q, gx0 = quick.encode(image)                             # (B, C+2, H/2, W/2), (B, 4 C_h, H/2, W/2)
+    f_q, gx0, _ = quick.encode(image)                          # (B, C+2, H/2, W/2), (B, 4 C_h, H/2, W/2)
     hs_q, _ = quick.lstm(f_q, steps=T)                         # (B, T, C_h, H/2, W/2)
     z_q = quick.mask_conv(hs_q[:, 0])                          # (B, 1, H/2, W/2)
     out_q = quick(image, steps=T)                              # upsampled to (B, T, H, W)

@@ -888,8 +888,12 @@ print(f"--precision auto would train in: {resolve_precision('auto', device)}")
 # harder than the 2–8 leaves above. The repository ships `data/checkpoints/ris_cvppp_like_quick.pt`,
 # the quick model pretrained on synthetic rosettes of that shape and count
 # (`--style rosette --size 106 100 --leaves 11 20`; provenance and figures in
-# [data/checkpoints/README.md](../data/checkpoints/README.md)). With a licensed copy, half an hour on
-# a 2-core laptop adapts it to real leaves:
+# [data/checkpoints/README.md](../data/checkpoints/README.md)). Its last training stage added a
+# full-resolution refinement to the mask head (`train --refine 16`, `rsis_lite/nn/refine.py`; not in
+# the paper): at stride 2 the head above draws each mask on the 53×50 grid and upsamples it, which
+# blurs the edges of the small young leaves; the refinement adds a skip from the image, as RSIS's
+# decoder does (notebook 08), and starts at zero, so training starts from the model it is added to.
+# With a licensed copy, half an hour on a 2-core laptop adapts the checkpoint to real leaves:
 #
 # ```bash
 # python -m rsis_lite train --data cvppp --root $CVPPP --split train \
@@ -899,8 +903,8 @@ print(f"--precision auto would train in: {resolve_precision('auto', device)}")
 #
 # What the fine-tune does (the recipe, `RIS.recipe` with `CVPPP_FINE_TUNE`): every layer adapts,
 # at lr 5e-4 (half the pretraining rate; the area bias b keeps its own 0.05), in batches of 4 (a
-# plant unrolls T = n + 2 = 13–22 steps; 0.63 s per step was measured on the 2-core CPU with native
-# bf16, so about 2800 updates in 30 minutes), with T = n + 2 from the
+# plant unrolls T = n + 2 = 13–22 steps; about 1 s per step was measured on the 2-core CPU with native
+# bf16, so about 1800 updates in 30 minutes), with T = n + 2 from the
 # first step, flips, rotations over the full circle, ±10 % scale and ±5 % shift, and a mild colour
 # jitter; the learning-rate decay follows the clock and ends at minute 30. The README's *CPU,
 # 30 minutes* section has the figures measured on synthetic stand-ins; real-plant figures are not

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from rsis_lite.errors import RsisError
-from rsis_lite.validate import (OneLineParser, leaf_count, learning_rate, nonneg_int, positive_float,
+from rsis_lite.validate import (OneLineParser, channel_count, leaf_count, learning_rate, nonneg_int, positive_float,
                                 positive_int, side)
 
 DATA_CHOICES = ["leaves", "garden", "cvppp", "folder", "nuclei"]
@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-seed", type=nonneg_int, default=0, help="seed of weights and data order")
     p.add_argument("--init", default=None, metavar="CKPT",
                    help="start from this checkpoint's weights (fine-tuning, e.g. synthetic -> CVPPP)")
+    p.add_argument("--refine", type=channel_count, default=None, metavar="C",
+                   help="RIS only: a full-resolution refinement of C channels in the mask head "
+                        "(rsis_lite/nn/refine.py); with --init it is added to the checkpoint's model at zero, "
+                        "so training starts from exactly that model")
     p.add_argument("--out", required=True, help="checkpoint path (written atomically)")
 
     p = sub.add_parser("predict", help="write one label PNG per image")

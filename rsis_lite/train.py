@@ -34,7 +34,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from rsis_lite.checkpoint import load_checkpoint, save_checkpoint, state_is_finite, validate_checkpoint
-from rsis_lite.errors import CheckpointError, RsisError, TrainingError
+from rsis_lite.errors import CheckpointError, ConfigError, RsisError, TrainingError
 from rsis_lite.systems.base import ConfigBase
 
 if TYPE_CHECKING:
@@ -448,6 +448,9 @@ def cli_train(args) -> int:
     say = print if rank == 0 else (lambda *a, **k: None)
     try:
         prof = get_profile(args.profile)
+        refine = getattr(args, "refine", None)
+        if refine and args.model != "ris":
+            raise ConfigError(f"--refine adds a refinement to RIS's mask head; --model {args.model} has none (leave --refine out)")
         seed_everything(args.train_seed)
         size = tuple(args.size) if args.size else None
         if args.data == "cvppp" and size is None:
@@ -479,7 +482,12 @@ def cli_train(args) -> int:
         if args.init:  # fine-tune: weights and architecture from another run, fresh optimiser and schedule
             system, _ = load_system(args.init, "cpu", expect=args.model)
         else:
+            if refine:
+                model_cfg.refine_channels = refine
             system = build(args.model, model_cfg)
+        if refine and args.init:
+            from rsis_lite.systems.ris import add_refinement
+            system = add_refinement(system, refine)
         out = Path(args.out)
         cfg.precision = args.precision               # "auto" is resolved by the Trainer (kept on resume)
         source = BatchSource(train_ds, cfg.batch_size, seed=cfg.seed, augment=augment, cache=cache)

@@ -59,6 +59,7 @@ side = _number(int, 8, 8192)                              # image side length in
 positive_float = _number(float, 0.0, lo_open=True)
 learning_rate = _number(float, 0.0, 10.0, lo_open=True)
 leaf_count = _number(int, 1, 255)
+channel_count = _number(int, 1, 1024)                     # width of a layer
 
 
 def input_folders(dataset) -> list[Path]:

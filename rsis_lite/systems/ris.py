@@ -16,6 +16,11 @@ with a learned scalar b (starting at 1). The softmax sums to one over the image,
 on the instance area, and pixels compete for it, which pushes each step onto one object.
 ``head="sigmoid"`` gives the plain ``sigmoid(conv1x1(h_t))`` head for comparison.
 
+Not in the paper: ``refine_channels=C`` adds a full-resolution skip from the image to the mask head
+(:class:`rsis_lite.nn.refine.MaskRefine`): its correction is added to the upsampled logits before
+the softmax, so a strided model draws sharper edges. :func:`add_refinement` grows a trained model
+(``train --init CKPT --refine C``); the correction starts at zero.
+
 Everything RIS-specific lives in this file: the model, its loss (the Hungarian-matched soft IoU
 plus the positional confidence BCE), its curriculum, its optimiser groups, its stop rule and its
 recipes (:meth:`RIS.recipe`).
@@ -32,8 +37,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rsis_lite.data.instances import check_overlap, claim_masks
+from rsis_lite.errors import ConfigError
 from rsis_lite.matching import Assignment, confidence_targets, hungarian_match, pairwise_soft_iou
-from rsis_lite.nn import ConvLSTM, build_features
+from rsis_lite.nn import ConvLSTM, MaskRefine, build_features
 from rsis_lite.systems.base import ConfigBase, Prediction, System, assemble_labels
 from rsis_lite.train import TrainConfig
 
@@ -59,6 +65,8 @@ class RISConfig(ConfigBase):
                                         # k: adaptive max-pool h to k x k first (any input size)
     conf_input_size: tuple[int, int] | None = None  # image (H, W); needed when conf_pool is None
     pretrained: bool = False            # ImageNet weights for resnet features (a download)
+    refine_channels: int = 0            # 0: the paper's head; C > 0: a full-resolution skip from the image
+                                        # corrects the upsampled mask logits (rsis_lite.nn.refine; not in the paper)
 
     @classmethod
     def paper(cls, image_size: tuple[int, int] = (106, 100)) -> "RISConfig":
@@ -78,9 +86,10 @@ class RISTrainConfig(TrainConfig):
 
 # The 30-minute CPU fine-tune of a CVPPP-like checkpoint on a user's own CVPPP copy (README, "CPU,
 # 30 minutes"). Batch 4: a plant with 11-20 leaves unrolls T = n + 2 = 13-22 steps at 106 x 100,
-# measured 0.63 s per step of 4 on a 2-core CPU with native bf16, so 30 minutes give ~2800 updates
+# measured ~1.0 s per step of 4 (the refined CVPPP-like checkpoint, data and augmentation included)
+# on a 2-core CPU with native bf16, so 30 minutes give ~1800 updates
 # (batches of 16 would give a quarter as many). lr 5e-4, half the pretraining rate (the area bias
-# keeps its head_lr): the start is already a leaf segmenter, and each of 103 plants is seen ~100
+# keeps its head_lr): the start is already a leaf segmenter, and each of 103 plants is seen ~70
 # times in 30 minutes, so smaller steps forget less and overfit less.
 CVPPP_FINE_TUNE = {"batch_size": 4, "lr": 5e-4}
 
@@ -203,6 +212,7 @@ class RIS(System):
                                            pretrained=cfg.pretrained, coords=cfg.coords)
         self.lstm = ConvLSTM(self.features.out_channels, cfg.hidden_channels, cfg.kernel_size, cfg.lstm_layers)
         self.mask_conv = nn.Conv2d(cfg.hidden_channels, 1, 1)
+        self.refine = MaskRefine(cfg.hidden_channels, cfg.refine_channels) if cfg.refine_channels else None
         # b of Figure 3: a learned scalar. NaN marks "initialise from the first image size".
         b0 = float("nan") if cfg.head_bias_init is None else float(cfg.head_bias_init)
         self.head_bias = nn.Parameter(torch.tensor(b0))
@@ -316,11 +326,14 @@ class RIS(System):
     def body_parameters(self) -> list[nn.Parameter]:
         return [p for n, p in self.named_parameters() if n != "head_bias"]
 
-    def _mask_head(self, h: Tensor, size: tuple[int, int]) -> Tensor:
-        """h: (N, C_h, h, w) -> pre-sigmoid mask values (N, H, W)."""
+    def _mask_head(self, h: Tensor, size: tuple[int, int], stem: Tensor | None = None) -> Tensor:
+        """h: (N, C_h, h, w) -> pre-sigmoid mask values (N, H, W). ``stem`` (N, C, H, W): the
+        refinement's image features for the same N images (models with ``refine_channels``)."""
         z = self.mask_conv(h)                                              # (N, 1, h, w)
         if z.shape[-2:] != size:
             z = F.interpolate(z, size=size, mode="bilinear", align_corners=False)  # (N, 1, H, W)
+        if self.refine is not None:
+            z = z + self.refine(h, stem)                                   # (N, 1, H, W) edges at full resolution
         z = z.flatten(1).float()                                           # (N, H*W)
         if self.config.head == "softmax":
             if torch.isnan(self.head_bias).item():                         # lazy init: log(H*W) - 2
@@ -337,19 +350,21 @@ class RIS(System):
             h = F.adaptive_max_pool2d(h, self.config.conf_pool)              # (N, C_h, k, k)
         return self.conf_fc(h.flatten(1)).squeeze(1).float()
 
-    def encode(self, image: Tensor) -> tuple[Tensor, Tensor]:
-        """Features and layer 0's input gates, computed once per image: the input is constant."""
+    def encode(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Features, layer 0's input gates and the refinement's stem (or None), computed once per
+        image: the input is constant."""
         f = self.features(image)                                           # (B, C, H/s, W/s)
-        return f, self.lstm.cells[0].input_gates(f)                        # (B, 4*C_h, H/s, W/s)
+        stem = self.refine.encode(image) if self.refine is not None else None  # (B, C_r, H, W)
+        return f, self.lstm.cells[0].input_gates(f), stem                  # gates (B, 4*C_h, H/s, W/s)
 
-    def step(self, encoded: tuple[Tensor, Tensor], states, size: tuple[int, int]):
+    def step(self, encoded: tuple[Tensor, Tensor, Tensor | None], states, size: tuple[int, int]):
         """One recurrent step: returns (mask_logits (B, H, W), conf_logits (B,), new states)."""
-        f, gx0 = encoded
+        f, gx0, stem = encoded
         if states is None:
             states = self.lstm.init_state(f)
         states = self.lstm.step(None, states, gx0=gx0)
         h = states[-1][0]                                                  # (B, C_h, H/s, W/s)
-        return self._mask_head(h, size), self._conf_head(h), states
+        return self._mask_head(h, size, stem), self._conf_head(h), states
 
     def forward(self, image: Tensor, steps: int) -> RISOutput:
         """image: (B, 3, H, W) in [0, 1]; returns masks (B, T, H, W) and confidences (B, T)."""
@@ -360,9 +375,28 @@ class RIS(System):
         hs, _ = self.lstm(f, steps=steps)                                  # (B, T, C_h, H/s, W/s)
         b, t = hs.shape[:2]
         flat = hs.flatten(0, 1)                                            # (B*T, C_h, H/s, W/s)
-        logits = self._mask_head(flat, size).view(b, t, *size)            # (B, T, H, W)
+        stem = self.refine.encode(image).repeat_interleave(t, dim=0) if self.refine is not None else None  # (B*T, C_r, H, W)
+        logits = self._mask_head(flat, size, stem).view(b, t, *size)      # (B, T, H, W)
         conf = self._conf_head(flat).view(b, t)                            # (B, T)
         return RISOutput(torch.sigmoid(logits), conf, logits)
+
+
+def add_refinement(system: RIS, channels: int) -> RIS:
+    """A copy of ``system`` with a :class:`~rsis_lite.nn.refine.MaskRefine` of ``channels`` in its
+    mask head (``train --init CKPT --refine C``). The block's last layer is zero, so the copy's
+    masks and confidences equal the original's until it is trained. A system that already has a
+    block of that width is returned as it is; another width is refused."""
+    have = system.config.refine_channels
+    if have == channels:
+        return system
+    if have:
+        raise ConfigError(f"the checkpoint's RIS already has a {have}-channel refinement; "
+                          f"pass --refine {have} or leave --refine out")
+    cfg = RISConfig.from_dict({**system.config.to_dict(), "refine_channels": channels})
+    grown = RIS(cfg)
+    missing, unexpected = grown.load_state_dict(system.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("refine.") for k in missing), (missing, unexpected)
+    return grown.to(next(system.parameters()).device)
 
 
 def count_parameters(model: nn.Module) -> int:
