@@ -482,10 +482,8 @@ def cli_train(args) -> int:
         if args.init:  # fine-tune: weights and architecture from another run, fresh optimiser and schedule
             system, _ = load_system(args.init, "cpu", expect=args.model)
         else:
-            if refine:
-                model_cfg.refine_channels = refine
             system = build(args.model, model_cfg)
-        if refine and args.init:
+        if refine:      # grown at zero, from --init or from scratch alike
             from rsis_lite.systems.ris import add_refinement
             system = add_refinement(system, refine)
         out = Path(args.out)
