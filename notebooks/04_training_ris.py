@@ -888,7 +888,7 @@ print(f"--precision auto would train in: {resolve_precision('auto', device)}")
 # harder than the 2–8 leaves above. The repository ships `data/checkpoints/ris_cvppp_like_quick.pt`,
 # the quick model pretrained on synthetic rosettes of that shape and count
 # (`--style rosette --size 106 100 --leaves 11 20`; provenance and figures in
-# [data/checkpoints/README.md](../data/checkpoints/README.md)). Its last training stage added a
+# [data/checkpoints/README.md](../data/checkpoints/README.md)). Its third of four training stages added a
 # full-resolution refinement to the mask head (`train --refine 16`, `rsis_lite/nn/refine.py`; not in
 # the paper): at stride 2 the head above draws each mask on the 53×50 grid and upsamples it, which
 # blurs the edges of the small young leaves; the refinement adds a skip from the image, as RSIS's
