@@ -12,7 +12,7 @@ import sys
 
 from rsis_lite.errors import RsisError
 from rsis_lite.validate import (OneLineParser, channel_count, leaf_count, learning_rate, nonneg_int, positive_float,
-                                positive_int, side)
+                                positive_int, side, unit_interval)
 
 DATA_CHOICES = ["leaves", "garden", "cvppp", "folder", "nuclei"]
 PRECISION_HELP = ("auto (default): bf16 autocast where the device computes bf16 natively (CUDA with bf16, "
@@ -64,6 +64,10 @@ def _add_crf_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overlap", choices=["first", "argmax"], default=None,   # rsis_lite.data.instances.OVERLAPS
                    help="where two masks claim a pixel: first (earlier step wins; RIS and RSIS default) or "
                         "argmax (the highest mask wins; the attention system's default, the authors' rule)")
+    p.add_argument("--stop-threshold", type=unit_interval, default=None, metavar="P",
+                   help="unroll while the system's stop score is at least P, in [0, 1] (RIS: confidence, RSIS: "
+                        "p(continue), attention: score; default: the system's own, 0.5; 0 runs every step to "
+                        "the cap); RSIS's authors used 0.2 for leaves")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -210,7 +210,7 @@ def _evaluate_checkpoint(args) -> dict[str, Any]:
         from rsis_lite.config import get_device
         from rsis_lite.data.registry import load_dataset
         from rsis_lite.inference import (crf_from_args, dataset_for_checkpoint, load_system, output_name,
-                                         overlap_kw, predict_full, resize_labels)
+                                         predict_full, predict_kw, resize_labels)
     except ImportError as e:
         raise RsisError(f"evaluate --checkpoint needs the inference and data modules, which failed to "
                         f"import ({e}); score PNG folders with --pred/--gt instead") from e
@@ -224,7 +224,7 @@ def _evaluate_checkpoint(args) -> dict[str, Any]:
     gt_ds = ds if size is None or args.data in ("leaves", "garden") else load_dataset(args.data, size=None, **common)
     if len(gt_ds) != len(ds):
         raise DataError(f"{args.data}: {len(ds)} images at size {size} but {len(gt_ds)} at full size")
-    preds = predict_full(system, ds, device=device, max_steps=cap, progress=True, crf=crf, **overlap_kw(args))
+    preds = predict_full(system, ds, device=device, max_steps=cap, progress=True, crf=crf, **predict_kw(args, system))
     names, labels, scores, gts, pcls, gcls = [], [], [], [], [], []
     for i, (lab, p) in enumerate(preds):
         item = gt_ds[i]                                      # (image, labels[, classes])
@@ -265,6 +265,9 @@ def cli_evaluate(args) -> int:
         if getattr(args, "overlap", None):
             raise RsisError("--overlap needs --checkpoint: it decides how a system's soft masks become a label "
                             "map (predict --overlap writes label PNGs to score with --pred/--gt)")
+        if getattr(args, "stop_threshold", None) is not None:
+            raise RsisError("--stop-threshold needs --checkpoint: it decides when a system stops unrolling "
+                            "(predict --stop-threshold writes label PNGs to score with --pred/--gt)")
         result = evaluate_folders(args.pred, args.gt, glob=args.glob)
     elif args.checkpoint is not None:
         result = _evaluate_checkpoint(args)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rsis_lite.checkpoint import load_checkpoint, validate_checkpoint
-from rsis_lite.errors import CheckpointError, RsisError
+from rsis_lite.errors import CheckpointError, ConfigError, RsisError
 from rsis_lite.systems import Prediction, System, build, get_system  # noqa: F401  (Prediction re-exported)
 
 CAP_MARGIN = 4       # steps allowed beyond the most instances the data or the training data can have
@@ -180,9 +180,19 @@ def dataset_for_checkpoint(args, ckpt: dict[str, Any], size_override=None):
     return ds, size, common, cap
 
 
-def overlap_kw(args) -> dict[str, str]:
-    """``{"overlap": ...}`` for a system's ``predict`` when ``--overlap`` was given, else {} (its default)."""
-    return {"overlap": args.overlap} if getattr(args, "overlap", None) else {}
+def predict_kw(args, system: System) -> dict[str, str | float]:
+    """Keywords for ``system.predict`` from ``--overlap`` and ``--stop-threshold``; each one left out
+    when not given, so the system's own default applies. The stop threshold goes to the system's own
+    keyword (:attr:`System.stop_kwarg`: RIS ``conf_threshold``, RSIS ``stop_threshold``, attention
+    ``score_threshold``)."""
+    kw: dict[str, str | float] = {}
+    if getattr(args, "overlap", None):
+        kw["overlap"] = args.overlap
+    if getattr(args, "stop_threshold", None) is not None:
+        if not system.stop_kwarg:
+            raise ConfigError(f"--stop-threshold: the {system.name} system has no stop rule to set; leave it out")
+        kw[system.stop_kwarg] = float(args.stop_threshold)
+    return kw
 
 
 def cli_predict(args) -> int:
@@ -198,7 +208,7 @@ def cli_predict(args) -> int:
     ds, _, _, cap = dataset_for_checkpoint(args, ckpt)
     names = [output_name(ds, i) for i in range(len(ds))]
     check_output_dir(out, input_folders(ds), will_write=names + ["scores.json"], overwrite=args.overwrite)
-    preds = predict_full(system, ds, device=device, max_steps=cap, progress=True, crf=crf, **overlap_kw(args))
+    preds = predict_full(system, ds, device=device, max_steps=cap, progress=True, crf=crf, **predict_kw(args, system))
     out.mkdir(parents=True, exist_ok=True)
     scores, classes = {}, {}
     for name, (lab, p) in zip(names, preds):

@@ -57,6 +57,7 @@ positive_int = _number(int, 1)
 nonneg_int = _number(int, 0)
 side = _number(int, 8, 8192)                              # image side length in pixels
 positive_float = _number(float, 0.0, lo_open=True)
+unit_interval = _number(float, 0.0, 1.0)                   # a probability threshold
 learning_rate = _number(float, 0.0, 10.0, lo_open=True)
 leaf_count = _number(int, 1, 255)
 channel_count = _number(int, 1, 1024)                     # width of a layer

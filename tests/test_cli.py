@@ -181,3 +181,50 @@ def test_predict_overlap_argmax(scenes, tmp_path):
 def test_overlap_needs_a_checkpoint(scenes, capsys):
     assert main(["evaluate", "--pred", str(scenes / "labels"), "--gt", str(scenes / "labels"), "--overlap", "argmax"]) == 2
     assert "--overlap needs --checkpoint" in capsys.readouterr().err
+
+
+def test_stop_threshold_sets_where_the_unroll_stops(scenes, tmp_path):
+    """predict --stop-threshold P: each image keeps the steps before its first confidence below P,
+    as recomputed here from the raw unroll; a stricter P gives fewer leaves than the default 0.5."""
+    from rsis_lite.data.instances import assemble_labels, claim_masks
+    from rsis_lite.data.registry import load_dataset
+    from rsis_lite.inference import load_system
+
+    out = tmp_path / "strict"
+    assert main(["predict", "--checkpoint", str(SHIPPED), "--data", "folder", "--root", str(scenes),
+                 "--stop-threshold", "0.95", "--out", str(out)]) == 0
+    system, _ = load_system(SHIPPED)
+    ds = load_dataset("folder", root=scenes, split="all")
+    images = torch.stack([ds[i][0] for i in range(len(ds))])
+    fewer = 0
+    for i, p in enumerate(system.predict(images, max_steps=12, conf_threshold=0.0)):   # every step
+        below = np.nonzero(p.conf < 0.95)[0]
+        n_run = int(below[0]) if len(below) else len(p.conf)
+        expect, _ = assemble_labels(claim_masks(p.masks[:n_run], 0.5, "first"), 4)
+        got = read_label(out / f"{ds.ids[i]}.png")
+        np.testing.assert_array_equal(got, expect.numpy())
+        default = system.predict(images[i:i + 1], max_steps=12)[0].labels
+        fewer += int(len(np.unique(got)) < len(torch.unique(default)))
+    assert fewer > 0, "a confidence threshold of 0.95 stops some scene earlier than 0.5"
+
+
+def test_stop_threshold_goes_to_each_systems_own_keyword_and_is_range_checked(scenes, capsys):
+    import inspect
+    from argparse import Namespace
+
+    from rsis_lite.inference import predict_kw
+    from rsis_lite.systems import get_system
+
+    expect = {"ris": "conf_threshold", "rsis": "stop_threshold", "attention": "score_threshold"}
+    for name, kw in expect.items():
+        system = get_system(name)
+        assert kw in inspect.signature(system.predict).parameters, f"{name}.predict takes {kw}"
+        assert predict_kw(Namespace(overlap=None, stop_threshold=0.2), system) == {kw: 0.2}
+        assert predict_kw(Namespace(overlap="argmax", stop_threshold=None), system) == {"overlap": "argmax"}
+    assert main(["predict", "--checkpoint", str(SHIPPED), "--data", "folder", "--root", str(scenes),
+                 "--stop-threshold", "1.5", "--out", str(scenes.parent / "never")]) == 2
+    err = capsys.readouterr().err
+    assert "--stop-threshold" in err and "<= 1" in err and "Traceback" not in err
+    assert main(["evaluate", "--pred", str(scenes / "labels"), "--gt", str(scenes / "labels"),
+                 "--stop-threshold", "0.2"]) == 2
+    assert "--stop-threshold needs --checkpoint" in capsys.readouterr().err

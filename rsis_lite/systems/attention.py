@@ -399,6 +399,7 @@ class Attention(System):
     """Canvas + box network + Gaussian attention + patch segmenter + scorer, one instance per step."""
 
     name = "attention"
+    stop_kwarg = "score_threshold"
     Config = AttentionConfig
     TrainConfig = AttentionTrainConfig
 

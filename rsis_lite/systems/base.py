@@ -74,6 +74,7 @@ class System(nn.Module):
     """Thin base class of the protocol above; subclasses fill in every member."""
 
     name: ClassVar[str] = ""
+    stop_kwarg: ClassVar[str] = ""      # predict's keyword for the stop rule's threshold (--stop-threshold)
     Config: ClassVar[type] = ConfigBase
     TrainConfig: ClassVar[type] = ConfigBase
 

@@ -195,6 +195,7 @@ class RIS(System):
     """Features -> ConvLSTM unrolled T steps -> (mask, confidence) per step."""
 
     name = "ris"
+    stop_kwarg = "conf_threshold"
     Config = RISConfig
     TrainConfig = RISTrainConfig
 

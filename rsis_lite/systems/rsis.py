@@ -193,6 +193,7 @@ class RSIS(System):
     """ResNet pyramid -> ConvLSTM ladder unrolled T steps -> (mask, class, stop) per step."""
 
     name = "rsis"
+    stop_kwarg = "stop_threshold"
     Config = RSISConfig
     TrainConfig = RSISTrainConfig
 
