@@ -50,6 +50,16 @@ def test_train_resumes_and_refuses_changed_settings(trained, capsys):
     assert "lr" in err and "--init" in err and "Traceback" not in err
 
 
+def shipped_on(scenes):
+    """The shipped RIS checkpoint, the exported scenes as a dataset, and their images stacked (B, 3, H, W)."""
+    from rsis_lite.data.registry import load_dataset
+    from rsis_lite.inference import load_system
+
+    system, _ = load_system(SHIPPED)
+    ds = load_dataset("folder", root=scenes, split="all")
+    return system, ds, torch.stack([ds[i][0] for i in range(len(ds))])
+
+
 def test_shipped_checkpoint_predicts_what_it_did_before(scenes, tmp_path):
     pred = tmp_path / "pred"
     assert main(["predict", "--checkpoint", str(SHIPPED), "--data", "folder", "--root", str(scenes),
@@ -158,15 +168,11 @@ def test_predict_overlap_argmax(scenes, tmp_path):
     """--overlap argmax gives each pixel to the step whose soft mask is highest there; the files it
     writes equal that rule applied to the system's own soft masks."""
     from rsis_lite.data.instances import assemble_labels, claim_masks
-    from rsis_lite.data.registry import load_dataset
-    from rsis_lite.inference import load_system
 
     out = tmp_path / "arg"
     assert main(["predict", "--checkpoint", str(SHIPPED), "--data", "folder", "--root", str(scenes),
                  "--overlap", "argmax", "--out", str(out)]) == 0
-    system, _ = load_system(SHIPPED)
-    ds = load_dataset("folder", root=scenes, split="all")
-    images = torch.stack([ds[i][0] for i in range(len(ds))])
+    system, ds, images = shipped_on(scenes)
     differ = 0
     for i, p in enumerate(system.predict(images, max_steps=12)):          # first-wins, the default
         below = np.nonzero(p.conf < 0.5)[0]                                 # the image stops at its first
@@ -187,15 +193,11 @@ def test_stop_threshold_sets_where_the_unroll_stops(scenes, tmp_path):
     """predict --stop-threshold P: each image keeps the steps before its first confidence below P,
     as recomputed here from the raw unroll; a stricter P gives fewer leaves than the default 0.5."""
     from rsis_lite.data.instances import assemble_labels, claim_masks
-    from rsis_lite.data.registry import load_dataset
-    from rsis_lite.inference import load_system
 
     out = tmp_path / "strict"
     assert main(["predict", "--checkpoint", str(SHIPPED), "--data", "folder", "--root", str(scenes),
                  "--stop-threshold", "0.95", "--out", str(out)]) == 0
-    system, _ = load_system(SHIPPED)
-    ds = load_dataset("folder", root=scenes, split="all")
-    images = torch.stack([ds[i][0] for i in range(len(ds))])
+    system, ds, images = shipped_on(scenes)
     fewer = 0
     for i, p in enumerate(system.predict(images, max_steps=12, conf_threshold=0.0)):   # every step
         below = np.nonzero(p.conf < 0.95)[0]
