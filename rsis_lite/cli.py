@@ -64,6 +64,10 @@ def _add_crf_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overlap", choices=["first", "argmax"], default=None,   # rsis_lite.data.instances.OVERLAPS
                    help="where two masks claim a pixel: first (earlier step wins; RIS and RSIS default) or "
                         "argmax (the highest mask wins; the attention system's default, the authors' rule)")
+    p.add_argument("--tta", choices=["none", "flip", "d8"], default="none",   # rsis_lite.tta.VIEWS
+                   help="test-time augmentation: also predict each image flipped (flip: 4 views) or flipped and "
+                        "transposed (d8: 8 views) and average each instance's mask with its Hungarian match in "
+                        "the other views (count and order from the plain view; 4x / 8x the time)")
     p.add_argument("--stop-threshold", type=unit_interval, default=None, metavar="P",
                    help="unroll while the system's stop score is at least P, in [0, 1] (RIS: confidence, RSIS: "
                         "p(continue), attention: score; default: the system's own, 0.5; 0 runs every step to "

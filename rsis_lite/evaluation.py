@@ -224,7 +224,8 @@ def _evaluate_checkpoint(args) -> dict[str, Any]:
     gt_ds = ds if size is None or args.data in ("leaves", "garden") else load_dataset(args.data, size=None, **common)
     if len(gt_ds) != len(ds):
         raise DataError(f"{args.data}: {len(ds)} images at size {size} but {len(gt_ds)} at full size")
-    preds = predict_full(system, ds, device=device, max_steps=cap, progress=True, crf=crf, **predict_kw(args, system))
+    preds = predict_full(system, ds, device=device, max_steps=cap, progress=True, crf=crf, tta=args.tta,
+                         **predict_kw(args, system))
     names, labels, scores, gts, pcls, gcls = [], [], [], [], [], []
     for i, (lab, p) in enumerate(preds):
         item = gt_ds[i]                                      # (image, labels[, classes])
@@ -268,6 +269,9 @@ def cli_evaluate(args) -> int:
         if getattr(args, "stop_threshold", None) is not None:
             raise RsisError("--stop-threshold needs --checkpoint: it decides when a system stops unrolling "
                             "(predict --stop-threshold writes label PNGs to score with --pred/--gt)")
+        if getattr(args, "tta", "none") != "none":
+            raise RsisError("--tta needs --checkpoint: it runs the system on flipped views of each image "
+                            "(predict --tta writes label PNGs to score with --pred/--gt)")
         result = evaluate_folders(args.pred, args.gt, glob=args.glob)
     elif args.checkpoint is not None:
         result = _evaluate_checkpoint(args)

@@ -18,6 +18,7 @@ from torch import Tensor
 from rsis_lite.checkpoint import load_checkpoint, validate_checkpoint
 from rsis_lite.errors import CheckpointError, ConfigError, RsisError
 from rsis_lite.systems import Prediction, System, build, get_system  # noqa: F401  (Prediction re-exported)
+from rsis_lite.tta import VIEWS, check_tta, tta_predict
 
 CAP_MARGIN = 4       # steps allowed beyond the most instances the data or the training data can have
 DEFAULT_CAP = 30     # when neither is known (the paper's order of magnitude)
@@ -77,23 +78,27 @@ def resize_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
 
 def predict_dataset(system: System | str | Path, dataset, device: torch.device | str = "cpu",
                     max_steps: int = DEFAULT_CAP, batch_size: int = 16, progress: bool = False, crf=None,
-                    **predict_kw) -> list[tuple[np.ndarray, np.ndarray]]:
+                    tta: str = "none", **predict_kw) -> list[tuple[np.ndarray, np.ndarray]]:
     """Predict every image of ``dataset``; returns ``(label_map int64 (H0, W0), scores (K,))`` per image
     at the image's original size when the dataset knows it (``dataset.original_size(i)``)."""
     return [(lab, p.scores) for lab, p in predict_full(system, dataset, device, max_steps, batch_size,
-                                                          progress, crf=crf, **predict_kw)]
+                                                          progress, crf=crf, tta=tta, **predict_kw)]
 
 
 def predict_full(system: System | str | Path, dataset, device: torch.device | str = "cpu",
                  max_steps: int = DEFAULT_CAP, batch_size: int = 16, progress: bool = False, crf=None,
-                 **predict_kw) -> list[tuple[np.ndarray, Prediction]]:
+                 tta: str = "none", **predict_kw) -> list[tuple[np.ndarray, Prediction]]:
     """Like :func:`predict_dataset`, keeping each image's whole :class:`Prediction`.
+
+    ``tta`` (``none``, ``flip``, ``d8``: :mod:`rsis_lite.tta`) predicts every image in flipped and
+    transposed views too and averages each instance's mask over them.
 
     ``crf`` (a :class:`rsis_lite.crf.CRFParams`) refines each prediction with the dense CRF on the
     image the system saw, before the label map is resized back.
     """
     from tqdm.auto import tqdm
 
+    check_tta(tta)
     if not isinstance(system, torch.nn.Module):
         system, _ = load_system(system, device)
     out: list[tuple[np.ndarray, Prediction]] = []
@@ -101,7 +106,7 @@ def predict_full(system: System | str | Path, dataset, device: torch.device | st
     for start in tqdm(range(0, len(idx), batch_size), disable=not progress, desc="predict"):
         chunk = idx[start:start + batch_size]
         images = torch.stack([dataset[i][0] for i in chunk]).to(device)       # (b, 3, H, W)
-        preds = system.predict(images, max_steps=max_steps, **predict_kw)
+        preds = tta_predict(system, images, tta, max_steps=max_steps, **predict_kw)
         if crf is not None:
             from rsis_lite.crf import refine_predictions
 
@@ -208,7 +213,8 @@ def cli_predict(args) -> int:
     ds, _, _, cap = dataset_for_checkpoint(args, ckpt)
     names = [output_name(ds, i) for i in range(len(ds))]
     check_output_dir(out, input_folders(ds), will_write=names + ["scores.json"], overwrite=args.overwrite)
-    preds = predict_full(system, ds, device=device, max_steps=cap, progress=True, crf=crf, **predict_kw(args, system))
+    preds = predict_full(system, ds, device=device, max_steps=cap, progress=True, crf=crf, tta=args.tta,
+                         **predict_kw(args, system))
     out.mkdir(parents=True, exist_ok=True)
     scores, classes = {}, {}
     for name, (lab, p) in zip(names, preds):
@@ -220,7 +226,8 @@ def cli_predict(args) -> int:
     if classes:
         (out / "classes.json").write_text(json.dumps(classes, indent=1))
     refined = f", refined by the dense CRF ({crf_source})" if crf is not None else ""
-    print(f"wrote {len(preds)} label maps and scores.json to {out} (at most {cap} steps per image{refined})")
+    views = f", masks averaged over {len(VIEWS[args.tta])} views (--tta {args.tta})" if args.tta != "none" else ""
+    print(f"wrote {len(preds)} label maps and scores.json to {out} (at most {cap} steps per image{views}{refined})")
     return 0
 
 

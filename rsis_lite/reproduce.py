@@ -35,6 +35,10 @@ SCENES: dict[str, dict] = {
     "garden": {"kind": "garden"},
     "cvppp_like": {"kind": "leaves", "style": "rosette", "size": (106, 100), "min_leaves": 11, "max_leaves": 20},
 }
+# Extra rows: a kind's checkpoints also predicted with these inference options (its README's best route).
+INFERENCE_ROWS: dict[str, tuple[str, dict]] = {
+    "cvppp_like": ("+ TTA d8, argmax", {"tta": "d8", "overlap": "argmax"}),
+}
 
 
 def shipped_checkpoint(system: str, profile_name: str, data: str = "leaves") -> Path:
@@ -75,9 +79,10 @@ def scenes_label(kind: str, profile) -> str:
     return f"synthetic {kind} {where}, seed {VAL_SEED}"
 
 
-def evaluate_checkpoint(profile, ckpt: Path, device, crf=None, kind: str = "leaves") -> dict:
+def evaluate_checkpoint(profile, ckpt: Path, device, crf=None, kind: str = "leaves", **predict_kw) -> dict:
     """Mean (std) of the papers' metrics and AP of any system's checkpoint on the validation scenes
-    of ``kind`` (``crf``: refined by the dense CRF with these :class:`rsis_lite.crf.CRFParams`);
+    of ``kind`` (``crf``: refined by the dense CRF with these :class:`rsis_lite.crf.CRFParams`;
+    ``predict_kw``: inference options such as ``tta`` and ``overlap``, as on the command line);
     with classes (garden) also the class accuracy and AP per class."""
     from rsis_lite.data.registry import max_instances
     from rsis_lite.evaluation import evaluate_pairs
@@ -87,7 +92,7 @@ def evaluate_checkpoint(profile, ckpt: Path, device, crf=None, kind: str = "leav
     ds = scenes(kind, profile)
     cap = inference_cap(max_instances(ds), trained_max_instances(meta))
     t0 = time.perf_counter()
-    preds = predict_full(system, ds, device=device, max_steps=cap, crf=crf)
+    preds = predict_full(system, ds, device=device, max_steps=cap, crf=crf, **predict_kw)
     seconds = time.perf_counter() - t0
     items = [ds[i] for i in range(len(ds))]
     gts = [it[1].numpy() for it in items]
@@ -177,6 +182,9 @@ def reproduce(profile=None, out: str | Path = "results/summary.md", retrain: boo
             crf = crf_params_for(ckpt)
             if crf is not None:
                 rows.append((f"{title} + CRF", data, evaluate_checkpoint(prof, ckpt, device, crf=crf, kind=kind)))
+            if kind in INFERENCE_ROWS:
+                suffix, options = INFERENCE_ROWS[kind]
+                rows.append((f"{title} {suffix}", data, evaluate_checkpoint(prof, ckpt, device, kind=kind, **options)))
     text = f"# rsis-lite results ({prof.name} profile)\n\n" + format_summary(data_rows, rows)
     if skipped:
         text += f"\nNo shipped {prof.name} checkpoint for: {', '.join(skipped)} (train one with --retrain).\n"

@@ -512,6 +512,10 @@ class Attention(System):
         return [self._assemble(masks_all[i], conf_all[i], on[i], threshold, min_new_pixels, overlap) for i in range(b)]
 
     # -- the model's own pieces --------------------------------------------------------------------
+    def claim_input(self, masks: Tensor, pred: Prediction) -> Tensor:
+        """Masks (K, H, W) weighted by their scores, as :meth:`_assemble` claims pixels."""
+        return masks * torch.as_tensor(pred.scores, dtype=masks.dtype)[:, None, None]  # (K, H, W)
+
     @staticmethod
     def _assemble(masks: Tensor, conf: Tensor, on: Tensor, threshold: float, min_new_pixels: int,
                   overlap: str = "argmax") -> Prediction:

@@ -13,12 +13,15 @@ A system is an ``nn.Module`` with
 * ``loss(batch, step, cfg) -> (total, logs)``          -- one training objective at schedule step ``step``
 * ``param_groups(cfg) -> list[dict]``      -- optimiser groups (each may set its own ``lr``)
 * ``predict(images, max_steps) -> list[Prediction]``  -- its own stop rule and post-processing
+* ``relabel(pred, masks) -> Prediction``   -- the same post-processing on new soft masks (test-time
+  augmentation, :mod:`rsis_lite.tta`); shared, a system only says what it thresholds (``claim_input``)
 
 Label assembly is shared: :func:`rsis_lite.data.instances.assemble_labels` ("earlier instances win",
 small-step guard), re-exported here.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, NamedTuple
 
@@ -26,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rsis_lite.data.instances import assemble_labels  # noqa: F401  (shared label assembly)
+from rsis_lite.data.instances import assemble_labels, claim_masks  # assemble_labels re-exported
 
 
 class Prediction(NamedTuple):
@@ -100,6 +103,27 @@ class System(nn.Module):
     @torch.no_grad()
     def predict(self, images: Tensor, max_steps: int) -> list[Prediction]:
         raise NotImplementedError
+
+    def relabel(self, pred: Prediction, masks: Tensor, **predict_kw) -> Prediction:
+        """``pred`` with its kept instances' soft masks replaced by ``masks`` (K, H, W) and its label
+        map assembled again by the rules :meth:`predict` uses (``threshold``, ``overlap``,
+        ``min_new_pixels``: the keywords given, else predict's defaults). An instance that no longer
+        adds ``min_new_pixels`` pixels is dropped with its score, step and class."""
+        opts = {k: v.default for k, v in inspect.signature(self.predict).parameters.items()
+                if k in ("threshold", "overlap", "min_new_pixels")}
+        opts.update({k: v for k, v in predict_kw.items() if k in opts})
+        claim = self.claim_input(masks, pred)                                  # (K, H, W)
+        labels, kept = assemble_labels(claim_masks(claim, opts["threshold"], opts["overlap"]),
+                                       opts["min_new_pixels"])
+        all_masks = pred.masks.clone()                                         # (T_run, H, W)
+        all_masks[torch.as_tensor(pred.steps, dtype=torch.long)] = masks.to(all_masks.dtype)
+        classes = None if pred.classes is None else pred.classes[kept]
+        return Prediction(labels, pred.scores[kept], all_masks, pred.conf, pred.steps[kept], classes)
+
+    def claim_input(self, masks: Tensor, pred: Prediction) -> Tensor:
+        """What :meth:`relabel` thresholds: the soft masks (K, H, W) themselves (the attention
+        system weights them by their scores, as its ``predict`` does)."""
+        return masks
 
     def autocast(self, x: Tensor, precision: str):
         """bf16 autocast on ``x``'s device when ``precision == "bf16"``, else a no-op context."""

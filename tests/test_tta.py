@@ -1,0 +1,189 @@
+"""Test-time augmentation (rsis_lite.tta): the views, the matching, the fusion and the CLI path.
+
+References: numpy's rot90 for the eight symmetries, brute force over permutations for the Hungarian
+matching, averages written out by hand for the fusion, and a model that works pixel by pixel (so it
+is exactly equivariant: any view, mapped back, must give back the plain prediction).
+"""
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rsis_lite.cli import main
+from rsis_lite.data.io import read_label
+from rsis_lite.data.registry import load_dataset
+from rsis_lite.inference import load_system, predict_full
+from rsis_lite.systems.ris import RIS
+from rsis_lite.tta import VIEWS, fuse_masks, mask_iou, match_instances, tta_predict, from_view, to_view
+from rsis_lite.reproduce import shipped_checkpoint
+
+CVPPP_LIKE = shipped_checkpoint("ris", "quick", "cvppp_like")
+SHIPPED = {"ris": CVPPP_LIKE, "rsis": shipped_checkpoint("rsis", "quick"),
+           "attention": shipped_checkpoint("attention", "quick")}
+
+
+def test_d8_views_are_the_eight_symmetries_of_a_square():
+    x = torch.arange(25.0).reshape(5, 5)                                   # no symmetry of its own
+    got = {to_view(x, v).numpy().tobytes() for v in VIEWS["d8"]}
+    a = x.numpy()
+    want = {np.ascontiguousarray(np.rot90(m, k)).tobytes() for m in (a, a.T) for k in range(4)}
+    assert len(got) == 8 and got == want
+    assert {to_view(x, v).numpy().tobytes() for v in VIEWS["flip"]} == {
+        np.ascontiguousarray(m).tobytes() for m in (a, a[:, ::-1], a[::-1], a[::-1, ::-1])}
+
+
+def test_from_view_undoes_every_view_on_a_rectangle():
+    x = torch.rand(2, 3, 4, 6)                                             # (B, C, H, W), H != W
+    for v in VIEWS["d8"]:
+        seen = to_view(x, v)
+        assert seen.shape[-2:] == ((6, 4) if v[0] else (4, 6))
+        assert torch.equal(from_view(seen, v), x), v
+
+
+def blob_masks(rng, n, h=8, w=9):
+    """n random rectangles (n, h, w) with soft values in (0.5, 1]."""
+    m = np.zeros((n, h, w), np.float32)
+    for k in range(n):
+        r0, c0 = rng.integers(0, h - 2), rng.integers(0, w - 2)
+        m[k, r0:rng.integers(r0 + 1, h + 1), c0:rng.integers(c0 + 1, w + 1)] = rng.uniform(0.6, 1.0)
+    return torch.as_tensor(m)
+
+
+def test_mask_iou_and_matching_agree_with_brute_force():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a, b = blob_masks(rng, 4), blob_masks(rng, 5)
+        iou = mask_iou(a, b).numpy()
+        for k, j in itertools.product(range(4), range(5)):
+            sa, sb = a[k].numpy() > 0.5, b[j].numpy() > 0.5
+            assert iou[k, j] == pytest.approx((sa & sb).sum() / (sa | sb).sum())
+        pairs = match_instances(a, b, min_iou=-1.0)                        # keep every pair
+        best = max(sum(iou[k, p[k]] for k in range(4)) for p in itertools.permutations(range(5), 4))
+        assert len(pairs) == 4 and len({j for _, j in pairs}) == 4
+        assert sum(iou[k, j] for k, j in pairs) == pytest.approx(best)
+        kept = match_instances(a, b)                                       # the default floor
+        assert all(iou[k, j] > 0.1 for k, j in kept) and set(kept) <= set(pairs)
+
+
+def test_fuse_masks_averages_matched_instances_by_hand():
+    h, w = 6, 8
+    A = torch.zeros(h, w); A[0:3, 0:4] = 0.9                               # noqa: E702
+    B = torch.zeros(h, w); B[3:6, 4:8] = 0.8                               # noqa: E702
+    A2 = torch.zeros(h, w); A2[0:3, 0:3] = 0.7                             # IoU with A 0.75
+    B2 = torch.zeros(h, w); B2[4:6, 4:8] = 0.6                             # IoU with B 2/3
+    C = torch.zeros(h, w); C[0:2, 6:8] = 1.0                               # meets nothing
+    D = torch.zeros(h, w); D[0:3, 3:5] = 0.95                              # IoU with A 3/15 = 0.2
+    E = torch.zeros(h, w); E[2:3, 3:8] = 0.9                               # IoU with A 1/16, below 0.1
+    ref = torch.stack([A, B])
+    fused = fuse_masks(ref, [torch.stack([B2, C, A2]), torch.stack([D]), torch.stack([E])])
+    assert torch.allclose(fused[0], (A + A2 + D) / 3)
+    assert torch.allclose(fused[1], (B + B2) / 2)
+    assert torch.equal(fuse_masks(ref, []), ref) and fuse_masks(ref[:0], [ref]).shape == (0, h, w)
+
+
+class PixelRIS(RIS):
+    """RIS whose step t is a function of each pixel alone: mask t is high where the image's red value
+    lies in band t of 4, confidence 0.9 for 4 steps then 0.1. Such a model is exactly equivariant."""
+
+    def __init__(self, instances: int = 4) -> None:
+        super().__init__(RIS.tiny())
+        self.instances = instances
+
+    def encode(self, image):
+        return image
+
+    def step(self, encoded, states, size):
+        t = states or 0
+        red = encoded[:, 0]                                                # (B, H, W)
+        inside = (red >= t / 4) & (red < (t + 1) / 4)                      # (B, H, W)
+        logits = torch.where(inside, 3.0, -3.0) + 0.5 * red                # (B, H, W)
+        conf = torch.full((encoded.shape[0],), 2.0 if t < self.instances else -2.0)  # (B,)
+        return logits, conf, t + 1
+
+
+def test_tta_of_an_equivariant_model_is_its_plain_prediction():
+    system = PixelRIS().eval()
+    images = torch.rand(3, 3, 12, 10)                                      # (B, 3, H, W), not square
+    plain = system.predict(images, max_steps=8)
+    seen = system.predict(to_view(images, VIEWS["d8"][5]), max_steps=8)    # a transposed view as such
+    assert seen[0].labels.shape == (10, 12) and not torch.equal(seen[0].labels.T, plain[0].labels)
+    for tta in ("flip", "d8"):
+        fused = tta_predict(system, images, tta, max_steps=8)
+        for p, f in zip(plain, fused):
+            assert len(p.steps) == 4
+            assert torch.equal(f.labels, p.labels) and np.array_equal(f.steps, p.steps)
+            assert torch.allclose(f.masks, p.masks)
+    empty = tta_predict(PixelRIS(instances=0).eval(), images, "d8", max_steps=8)   # nothing found in any view
+    assert all(int(p.labels.max()) == 0 and len(p.steps) == 0 == len(p.scores) for p in empty)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_relabel_with_unchanged_masks_is_predict(name):
+    """The shared re-assembly follows each system's own rules (the attention system weights by score)."""
+    system, _ = load_system(SHIPPED[name])
+    ds = load_dataset("leaves", size=(64, 64) if name != "ris" else (106, 100), seed=31, num=3)
+    images = torch.stack([ds[i][0] for i in range(len(ds))])
+    for overlap in ("first", "argmax"):
+        for p in system.predict(images, max_steps=12, overlap=overlap):
+            assert len(p.steps) >= 2
+            again = system.relabel(p, p.masks[torch.as_tensor(p.steps)], overlap=overlap)
+            if overlap == "first":                                          # argmax may hand a skipped step's
+                assert torch.equal(again.labels, p.labels)                  # few pixels to a neighbour
+            assert np.array_equal(again.steps, p.steps) and np.array_equal(again.scores, p.scores)
+            assert (again.labels != p.labels).float().mean() < 0.01
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_every_system_runs_d8_on_a_rectangle(name):
+    system, _ = load_system(SHIPPED[name])
+    images = load_dataset("leaves", size=(56, 48), seed=5, num=2)
+    images = torch.stack([images[i][0] for i in range(2)])                 # (2, 3, 56, 48)
+    plain = system.predict(images, max_steps=10)
+    for p, f in zip(plain, tta_predict(system, images, "d8", max_steps=10)):
+        assert f.labels.shape == (56, 48) and f.masks.shape == p.masks.shape
+        assert set(f.steps) <= set(p.steps) and int(f.labels.max()) == len(f.steps)
+        if f.classes is not None:
+            assert len(f.classes) == len(f.steps)
+
+
+@pytest.fixture(scope="module")
+def rosettes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("rosettes") / "s"
+    assert main(["export", "--data", "leaves", "--style", "rosette", "--size", "106", "100", "--leaves", "11", "20",
+                 "--seed", "77", "--num", "6", "--out", str(folder)]) == 0
+    return folder
+
+
+def test_predict_and_evaluate_with_tta(rosettes, tmp_path):
+    """predict --tta d8 writes exactly the fused labels; evaluate --checkpoint --tta scores the same maps."""
+    out, plain_out = tmp_path / "tta", tmp_path / "plain"
+    common = ["--checkpoint", str(CVPPP_LIKE), "--data", "folder", "--root", str(rosettes), "--overlap", "argmax"]
+    assert main(["predict", *common, "--tta", "d8", "--out", str(out)]) == 0
+    assert main(["predict", *common, "--out", str(plain_out)]) == 0
+    system, _ = load_system(CVPPP_LIKE)
+    ds = load_dataset("folder", root=rosettes, split="all", size=(106, 100))
+    want = predict_full(system, ds, max_steps=24, tta="d8", overlap="argmax")
+    changed = 0
+    for i, (lab, _) in enumerate(want):
+        name = f"{ds.ids[i]}.png"
+        got = read_label(out / name).numpy()
+        assert np.array_equal(got, lab), name
+        changed += not np.array_equal(got, read_label(plain_out / name).numpy())
+    assert changed >= 3                                                    # the views do change the masks
+    js = tmp_path / "e.json"
+    assert main(["evaluate", *common, "--tta", "d8", "--json", str(js)]) == 0
+    assert main(["evaluate", "--pred", str(out), "--gt", str(rosettes / "labels"), "--json", str(tmp_path / "f.json")]) == 0
+    a, b = (json.loads(p.read_text())["mean"] for p in (js, tmp_path / "f.json"))
+    assert a["SBD"] == pytest.approx(b["SBD"]) and a["abs_DiC"] == pytest.approx(b["abs_DiC"])
+
+
+def test_tta_refusals_are_one_line(rosettes, tmp_path, capsys):
+    code = main(["predict", "--checkpoint", str(CVPPP_LIKE), "--data", "folder", "--root", str(rosettes),
+                 "--tta", "d4", "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code != 0 and not (tmp_path / "x").exists() and "--tta" in err and "d8" in err and "Traceback" not in err
+    code = main(["evaluate", "--pred", str(rosettes / "labels"), "--gt", str(rosettes / "labels"), "--tta", "d8"])
+    err = capsys.readouterr().err
+    assert code != 0 and "--tta needs --checkpoint" in err and "Traceback" not in err
