@@ -677,9 +677,9 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The average removes the errors that depend on the orientation the network sees: here one view
-# lets the red leaf spill into the orange one, the other views do not, and the vote gives the pixels
-# back. The views rarely split on a pixel, and where they do it is single pixels, not whole edges.
+# The average removes the errors that depend on the orientation the network sees: here the plain
+# view lets the red leaf spill into the orange one, and averaged over the 8 views those pixels go
+# back to orange (the 57 changed pixels are mostly that patch). The views rarely split on a pixel, and where they do it is single pixels, not whole edges.
 # On these small scenes the CRF gains more than the average, and the two together barely more than
 # the CRF alone: most of what the views correct lies on colour edges the CRF finds anyway. On the
 # larger, crowded CVPPP-shaped rosettes the order reverses (README "Test-time augmentation": the
