@@ -68,6 +68,9 @@ def _add_crf_args(p: argparse.ArgumentParser) -> None:
                    help="test-time augmentation: also predict each image flipped (flip: 4 views) or flipped and "
                         "transposed (d8: 8 views) and average each instance's mask with its Hungarian match in "
                         "the other views (count and order from the plain view; 4x / 8x the time)")
+    p.add_argument("--tta-fuse", choices=["average", "vote"], default=None,   # rsis_lite.tta.FUSIONS
+                   help="how --tta fuses the views: average (default: the plain view's instances, masks "
+                        "averaged) or vote (the plain view's count, but the instances seen in the most views)")
     p.add_argument("--stop-threshold", type=unit_interval, default=None, metavar="P",
                    help="unroll while the system's stop score is at least P, in [0, 1] (RIS: confidence, RSIS: "
                         "p(continue), attention: score; default: the system's own, 0.5; 0 runs every step to "

@@ -210,7 +210,7 @@ def _evaluate_checkpoint(args) -> dict[str, Any]:
         from rsis_lite.config import get_device
         from rsis_lite.data.registry import load_dataset
         from rsis_lite.inference import (crf_from_args, dataset_for_checkpoint, load_system, output_name,
-                                         predict_full, predict_kw, resize_labels)
+                                         predict_full, predict_kw, resize_labels, tta_fuse)
     except ImportError as e:
         raise RsisError(f"evaluate --checkpoint needs the inference and data modules, which failed to "
                         f"import ({e}); score PNG folders with --pred/--gt instead") from e
@@ -225,7 +225,7 @@ def _evaluate_checkpoint(args) -> dict[str, Any]:
     if len(gt_ds) != len(ds):
         raise DataError(f"{args.data}: {len(ds)} images at size {size} but {len(gt_ds)} at full size")
     preds = predict_full(system, ds, device=device, max_steps=cap, progress=True, crf=crf, tta=args.tta,
-                         **predict_kw(args, system))
+                         fuse=tta_fuse(args), **predict_kw(args, system))
     names, labels, scores, gts, pcls, gcls = [], [], [], [], [], []
     for i, (lab, p) in enumerate(preds):
         item = gt_ds[i]                                      # (image, labels[, classes])
@@ -272,6 +272,9 @@ def cli_evaluate(args) -> int:
         if getattr(args, "tta", "none") != "none":
             raise RsisError("--tta needs --checkpoint: it runs the system on flipped views of each image "
                             "(predict --tta writes label PNGs to score with --pred/--gt)")
+        if getattr(args, "tta_fuse", None) is not None:
+            raise RsisError("--tta-fuse needs --checkpoint and --tta flip|d8 (predict --tta d8 --tta-fuse vote "
+                            "writes label PNGs to score with --pred/--gt)")
         result = evaluate_folders(args.pred, args.gt, glob=args.glob)
     elif args.checkpoint is not None:
         result = _evaluate_checkpoint(args)

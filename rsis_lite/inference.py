@@ -18,7 +18,7 @@ from torch import Tensor
 from rsis_lite.checkpoint import load_checkpoint, validate_checkpoint
 from rsis_lite.errors import CheckpointError, ConfigError, RsisError
 from rsis_lite.systems import Prediction, System, build, get_system  # noqa: F401  (Prediction re-exported)
-from rsis_lite.tta import VIEWS, check_tta, tta_predict
+from rsis_lite.tta import VIEWS, check_fuse, check_tta, tta_predict
 
 CAP_MARGIN = 4       # steps allowed beyond the most instances the data or the training data can have
 DEFAULT_CAP = 30     # when neither is known (the paper's order of magnitude)
@@ -78,20 +78,21 @@ def resize_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
 
 def predict_dataset(system: System | str | Path, dataset, device: torch.device | str = "cpu",
                     max_steps: int = DEFAULT_CAP, batch_size: int = 16, progress: bool = False, crf=None,
-                    tta: str = "none", **predict_kw) -> list[tuple[np.ndarray, np.ndarray]]:
+                    tta: str = "none", fuse: str = "average", **predict_kw) -> list[tuple[np.ndarray, np.ndarray]]:
     """Predict every image of ``dataset``; returns ``(label_map int64 (H0, W0), scores (K,))`` per image
     at the image's original size when the dataset knows it (``dataset.original_size(i)``)."""
     return [(lab, p.scores) for lab, p in predict_full(system, dataset, device, max_steps, batch_size,
-                                                          progress, crf=crf, tta=tta, **predict_kw)]
+                                                          progress, crf=crf, tta=tta, fuse=fuse, **predict_kw)]
 
 
 def predict_full(system: System | str | Path, dataset, device: torch.device | str = "cpu",
                  max_steps: int = DEFAULT_CAP, batch_size: int = 16, progress: bool = False, crf=None,
-                 tta: str = "none", **predict_kw) -> list[tuple[np.ndarray, Prediction]]:
+                 tta: str = "none", fuse: str = "average", **predict_kw) -> list[tuple[np.ndarray, Prediction]]:
     """Like :func:`predict_dataset`, keeping each image's whole :class:`Prediction`.
 
     ``tta`` (``none``, ``flip``, ``d8``: :mod:`rsis_lite.tta`) predicts every image in flipped and
-    transposed views too and averages each instance's mask over them.
+    transposed views too and averages each instance's mask over them; ``fuse="vote"`` lets the views
+    also choose which instances are kept (:func:`rsis_lite.tta.vote`).
 
     ``crf`` (a :class:`rsis_lite.crf.CRFParams`) refines each prediction with the dense CRF on the
     image the system saw, before the label map is resized back.
@@ -99,6 +100,7 @@ def predict_full(system: System | str | Path, dataset, device: torch.device | st
     from tqdm.auto import tqdm
 
     check_tta(tta)
+    check_fuse(fuse)
     if not isinstance(system, torch.nn.Module):
         system, _ = load_system(system, device)
     out: list[tuple[np.ndarray, Prediction]] = []
@@ -106,7 +108,7 @@ def predict_full(system: System | str | Path, dataset, device: torch.device | st
     for start in tqdm(range(0, len(idx), batch_size), disable=not progress, desc="predict"):
         chunk = idx[start:start + batch_size]
         images = torch.stack([dataset[i][0] for i in chunk]).to(device)       # (b, 3, H, W)
-        preds = tta_predict(system, images, tta, max_steps=max_steps, **predict_kw)
+        preds = tta_predict(system, images, tta, max_steps=max_steps, fuse=fuse, **predict_kw)
         if crf is not None:
             from rsis_lite.crf import refine_predictions
 
@@ -185,6 +187,17 @@ def dataset_for_checkpoint(args, ckpt: dict[str, Any], size_override=None):
     return ds, size, common, cap
 
 
+def tta_fuse(args) -> str:
+    """``--tta-fuse`` (``average`` when not given); refused without ``--tta flip|d8``."""
+    fuse = getattr(args, "tta_fuse", None)
+    if fuse is None:
+        return "average"
+    if getattr(args, "tta", "none") == "none":
+        raise ConfigError("--tta-fuse needs --tta flip or --tta d8 (it says how their views are fused); "
+                          "add --tta d8 or leave --tta-fuse out")
+    return fuse
+
+
 def predict_kw(args, system: System) -> dict[str, str | float]:
     """Keywords for ``system.predict`` from ``--overlap`` and ``--stop-threshold``; each one left out
     when not given, so the system's own default applies. The stop threshold goes to the system's own
@@ -214,7 +227,7 @@ def cli_predict(args) -> int:
     names = [output_name(ds, i) for i in range(len(ds))]
     check_output_dir(out, input_folders(ds), will_write=names + ["scores.json"], overwrite=args.overwrite)
     preds = predict_full(system, ds, device=device, max_steps=cap, progress=True, crf=crf, tta=args.tta,
-                         **predict_kw(args, system))
+                         fuse=tta_fuse(args), **predict_kw(args, system))
     out.mkdir(parents=True, exist_ok=True)
     scores, classes = {}, {}
     for name, (lab, p) in zip(names, preds):
@@ -226,7 +239,8 @@ def cli_predict(args) -> int:
     if classes:
         (out / "classes.json").write_text(json.dumps(classes, indent=1))
     refined = f", refined by the dense CRF ({crf_source})" if crf is not None else ""
-    views = f", masks averaged over {len(VIEWS[args.tta])} views (--tta {args.tta})" if args.tta != "none" else ""
+    how = "instances voted and masks averaged" if tta_fuse(args) == "vote" else "masks averaged"
+    views = f", {how} over {len(VIEWS[args.tta])} views (--tta {args.tta})" if args.tta != "none" else ""
     print(f"wrote {len(preds)} label maps and scores.json to {out} (at most {cap} steps per image{views}{refined})")
     return 0
 

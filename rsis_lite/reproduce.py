@@ -37,7 +37,7 @@ SCENES: dict[str, dict] = {
 }
 # Extra rows: a kind's checkpoints also predicted with these inference options (its README's best route).
 INFERENCE_ROWS: dict[str, tuple[str, dict]] = {
-    "cvppp_like": ("+ TTA d8, argmax", {"tta": "d8", "overlap": "argmax"}),
+    "cvppp_like": ("+ TTA d8 vote, argmax", {"tta": "d8", "fuse": "vote", "overlap": "argmax"}),
 }
 
 

@@ -95,11 +95,11 @@ def test_reproduce_adds_a_cvppp_like_row_on_cvppp_shaped_scenes(tmp_path, monkey
     sbd = json.loads(res.read_text())["mean"]["SBD"]
     assert sbd > 0.6 and abs(sbd_cell - 100 * sbd) < 1.5, (sbd_cell, sbd)
     assert "| cvppp_like | 4 | 106x100 |" in text
-    # The test-time-augmentation row is the CLI's predict --tta d8 --overlap argmax on the same scenes.
-    row = next(line for line in text.splitlines() if line.startswith("| RIS") and "+ TTA d8, argmax" in line)
+    # The test-time-augmentation row is the CLI's predict --tta d8 --tta-fuse vote --overlap argmax on the same scenes.
+    row = next(line for line in text.splitlines() if line.startswith("| RIS") and "+ TTA d8 vote, argmax" in line)
     tta_cell = float(row.split("|")[4].split()[0])
     assert main(["predict", "--checkpoint", str(shipped), "--data", "folder", "--root", str(scenes), "--tta", "d8",
-                 "--overlap", "argmax", "--out", str(tmp_path / "tta")]) == 0
+                 "--tta-fuse", "vote", "--overlap", "argmax", "--out", str(tmp_path / "tta")]) == 0
     assert main(["evaluate", "--pred", str(tmp_path / "tta"), "--gt", str(scenes / "labels"), "--json", str(res)]) == 0
     tta = json.loads(res.read_text())["mean"]["SBD"]
     assert abs(tta_cell - 100 * tta) < 1.5 and tta != sbd, (tta_cell, tta, sbd)   # PNG images are 8-bit

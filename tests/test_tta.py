@@ -16,7 +16,9 @@ from rsis_lite.data.io import read_label
 from rsis_lite.data.registry import load_dataset
 from rsis_lite.inference import load_system, predict_full
 from rsis_lite.systems.ris import RIS
-from rsis_lite.tta import VIEWS, fuse_masks, mask_iou, match_instances, tta_predict, from_view, to_view
+from rsis_lite.systems.base import Prediction
+from rsis_lite.tta import (VIEWS, cluster_instances, fuse_masks, mask_iou, match_instances, tta_predict, from_view,
+                           to_view, vote)
 from rsis_lite.reproduce import shipped_checkpoint
 
 CVPPP_LIKE = shipped_checkpoint("ris", "quick", "cvppp_like")
@@ -83,6 +85,62 @@ def test_fuse_masks_averages_matched_instances_by_hand():
     assert torch.equal(fuse_masks(ref, []), ref) and fuse_masks(ref[:0], [ref]).shape == (0, h, w)
 
 
+def _boxes(h: int = 6, w: int = 8) -> dict[str, torch.Tensor]:
+    """Soft rectangles (H, W) for the fusion tests; the IoUs are written beside them."""
+    out = {k: torch.zeros(h, w) for k in "A A2 B B2 C C2 S".split()}
+    out["A"][0:3, 0:4] = 0.9
+    out["A2"][0:3, 0:3] = 0.7                                              # IoU with A 0.75
+    out["B"][3:6, 4:8] = 0.8
+    out["B2"][4:6, 4:8] = 0.6                                              # IoU with B 2/3
+    out["C"][0:2, 6:8] = 1.0                                               # meets A and B nowhere
+    out["C2"][0:3, 6:8] = 0.8                                              # IoU with C 2/3
+    out["S"][4:6, 0:2] = 0.9                                               # meets nothing
+    return out
+
+
+def test_cluster_instances_gathers_the_views_by_hand():
+    m = _boxes()
+    views = [torch.stack([m["A"], m["B"]]), torch.stack([m["B2"], m["C"]]), torch.stack([m["C2"], m["A2"]])]
+    scores = [np.array([0.9, 0.8]), np.array([0.6, 0.7]), np.array([0.5, 0.4])]
+    classes = [np.array([1, 2]), np.array([2, 3]), np.array([1, 1])]
+    got = cluster_instances(views, scores, classes)
+    assert [c.ref for c in got] == [0, 1, None]                            # C opened a cluster in view 1
+    assert torch.allclose(got[0].total, m["A"] + m["A2"]) and got[0].scores == [0.9, 0.4]
+    assert torch.allclose(got[1].total, m["B"] + m["B2"]) and got[1].scores == [0.8, 0.6]
+    assert torch.allclose(got[2].mean(), (m["C"] + m["C2"]) / 2) and got[2].scores == [0.7, 0.5]
+    assert [c.classes for c in got] == [[1, 1], [2, 2], [3, 1]] and [c.size for c in got] == [2, 2, 2]
+    assert cluster_instances([views[0][:0], views[1]], [np.zeros(0), scores[1]])[0].ref is None
+
+
+def _pred(masks: torch.Tensor, scores) -> Prediction:
+    """A prediction whose steps are its masks in order (labels are rebuilt by ``vote``)."""
+    k = masks.shape[0]
+    return Prediction(torch.zeros(masks.shape[-2:], dtype=torch.long), np.asarray(scores, np.float32), masks,
+                      np.asarray(scores, np.float32), np.arange(k, dtype=np.int64))
+
+
+def test_vote_keeps_the_count_and_swaps_a_spurious_instance_for_one_the_views_agree_on():
+    """The identity view finds A and a spurious S; five of seven other views find A and C, two find
+    A alone. Vote: two instances, A (8 views) and C (5 views) in that order; S (1 view) is dropped."""
+    m = _boxes()
+    system = PixelRIS().eval()
+    ref = _pred(torch.stack([m["A"], m["S"]]), [0.9, 0.6])
+    others = [torch.stack([m["A2"], m["C"]])] * 5 + [torch.stack([m["A"]])] * 2
+    preds = [_pred(o, [0.8, 0.7][: o.shape[0]]) for o in others]
+    got = vote(system, ref, preds, others, overlap="argmax")
+    mean_a = (m["A"] + 5 * m["A2"] + 2 * m["A"]) / 8
+    want = torch.zeros(6, 8, dtype=torch.long)
+    want[mean_a > 0.5] = 1
+    want[m["C"] > 0.5] = 2
+    assert torch.equal(got.labels, want)
+    assert np.array_equal(got.steps, [0, 2]) and got.masks.shape == (3, 6, 8)     # C: a new slot after the 2 steps
+    assert torch.allclose(got.masks[0], mean_a) and torch.allclose(got.masks[2], m["C"])
+    assert torch.equal(got.masks[1], m["S"])                               # the dropped step's mask is untouched
+    assert got.scores == pytest.approx([(0.9 + 7 * 0.8) / 8, 0.7])
+    avg = system.relabel(ref, fuse_masks(ref.masks, others), overlap="argmax")
+    assert set(np.unique(avg.labels.numpy())) == {0, 1, 2} and (avg.labels == 2).sum() == (m["S"] > 0.5).sum()
+
+
 class PixelRIS(RIS):
     """RIS whose step t is a function of each pixel alone: mask t is high where the image's red value
     lies in band t of 4, confidence 0.9 for 4 steps then 0.1. Such a model is exactly equivariant."""
@@ -109,14 +167,15 @@ def test_tta_of_an_equivariant_model_is_its_plain_prediction():
     plain = system.predict(images, max_steps=8)
     seen = system.predict(to_view(images, VIEWS["d8"][5]), max_steps=8)    # a transposed view as such
     assert seen[0].labels.shape == (10, 12) and not torch.equal(seen[0].labels.T, plain[0].labels)
-    for tta in ("flip", "d8"):
-        fused = tta_predict(system, images, tta, max_steps=8)
+    for tta, fuse in itertools.product(("flip", "d8"), ("average", "vote")):
+        fused = tta_predict(system, images, tta, max_steps=8, fuse=fuse)
         for p, f in zip(plain, fused):
             assert len(p.steps) == 4
             assert torch.equal(f.labels, p.labels) and np.array_equal(f.steps, p.steps)
             assert torch.allclose(f.masks, p.masks)
-    empty = tta_predict(PixelRIS(instances=0).eval(), images, "d8", max_steps=8)   # nothing found in any view
-    assert all(int(p.labels.max()) == 0 and len(p.steps) == 0 == len(p.scores) for p in empty)
+    for fuse in ("average", "vote"):
+        empty = tta_predict(PixelRIS(instances=0).eval(), images, "d8", max_steps=8, fuse=fuse)   # nothing in any view
+        assert all(int(p.labels.max()) == 0 and len(p.steps) == 0 == len(p.scores) for p in empty)
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
@@ -146,6 +205,11 @@ def test_every_system_runs_d8_on_a_rectangle(name):
         assert set(f.steps) <= set(p.steps) and int(f.labels.max()) == len(f.steps)
         if f.classes is not None:
             assert len(f.classes) == len(f.steps)
+    for p, f in zip(plain, tta_predict(system, images, "d8", max_steps=10, fuse="vote")):
+        assert f.labels.shape == (56, 48) and f.masks.shape[1:] == p.masks.shape[1:]
+        assert len(f.steps) <= len(p.steps) and int(f.labels.max()) == len(f.steps) == len(f.scores)
+        assert (f.steps < f.masks.shape[0]).all() and len(f.conf) == f.masks.shape[0]
+        assert (f.classes is None) == (p.classes is None) and (f.classes is None or len(f.classes) == len(f.steps))
 
 
 @pytest.fixture(scope="module")
@@ -179,6 +243,30 @@ def test_predict_and_evaluate_with_tta(rosettes, tmp_path):
     assert a["SBD"] == pytest.approx(b["SBD"]) and a["abs_DiC"] == pytest.approx(b["abs_DiC"])
 
 
+def test_predict_and_evaluate_with_vote(rosettes, tmp_path):
+    """predict --tta d8 --tta-fuse vote writes exactly predict_full's voted labels, keeps each image's
+    plain count up to dropped slivers, and evaluate --checkpoint scores the same maps."""
+    common = ["--checkpoint", str(CVPPP_LIKE), "--data", "folder", "--root", str(rosettes), "--overlap", "argmax",
+              "--tta", "d8"]
+    out = tmp_path / "vote"
+    assert main(["predict", *common, "--tta-fuse", "vote", "--out", str(out)]) == 0
+    system, _ = load_system(CVPPP_LIKE)
+    ds = load_dataset("folder", root=rosettes, split="all", size=(106, 100))
+    want = predict_full(system, ds, max_steps=24, tta="d8", fuse="vote", overlap="argmax")
+    plain = predict_full(system, ds, max_steps=24, overlap="argmax")
+    average = predict_full(system, ds, max_steps=24, tta="d8", overlap="argmax")
+    for i, ((lab, p), (plab, pp), (alab, _)) in enumerate(zip(want, plain, average)):
+        assert np.array_equal(read_label(out / f"{ds.ids[i]}.png").numpy(), lab)
+        assert len(p.steps) <= len(pp.steps) and int(lab.max()) == len(p.steps) == len(p.scores)
+        assert p.masks.shape[0] >= pp.masks.shape[0] and (p.steps < p.masks.shape[0]).all()
+    assert any(not np.array_equal(lab, alab) for (lab, _), (alab, _) in zip(want, average))
+    js = tmp_path / "e.json"
+    assert main(["evaluate", *common, "--tta-fuse", "vote", "--json", str(js)]) == 0
+    assert main(["evaluate", "--pred", str(out), "--gt", str(rosettes / "labels"), "--json", str(tmp_path / "f.json")]) == 0
+    a, b = (json.loads(p.read_text())["mean"] for p in (js, tmp_path / "f.json"))
+    assert a["SBD"] == pytest.approx(b["SBD"]) and a["abs_DiC"] == pytest.approx(b["abs_DiC"])
+
+
 def test_tta_refusals_are_one_line(rosettes, tmp_path, capsys):
     code = main(["predict", "--checkpoint", str(CVPPP_LIKE), "--data", "folder", "--root", str(rosettes),
                  "--tta", "d4", "--out", str(tmp_path / "x")])
@@ -187,3 +275,14 @@ def test_tta_refusals_are_one_line(rosettes, tmp_path, capsys):
     code = main(["evaluate", "--pred", str(rosettes / "labels"), "--gt", str(rosettes / "labels"), "--tta", "d8"])
     err = capsys.readouterr().err
     assert code != 0 and "--tta needs --checkpoint" in err and "Traceback" not in err
+    code = main(["predict", "--checkpoint", str(CVPPP_LIKE), "--data", "folder", "--root", str(rosettes),
+                 "--tta-fuse", "vote", "--out", str(tmp_path / "y")])
+    err = capsys.readouterr().err
+    assert code != 0 and not (tmp_path / "y").exists() and "--tta-fuse needs --tta" in err and "Traceback" not in err
+    code = main(["evaluate", "--pred", str(rosettes / "labels"), "--gt", str(rosettes / "labels"), "--tta-fuse", "vote"])
+    err = capsys.readouterr().err
+    assert code != 0 and "--tta-fuse needs --checkpoint" in err and "Traceback" not in err
+    code = main(["predict", "--checkpoint", str(CVPPP_LIKE), "--data", "folder", "--root", str(rosettes),
+                 "--tta", "d8", "--tta-fuse", "majority", "--out", str(tmp_path / "z")])
+    err = capsys.readouterr().err
+    assert code != 0 and "--tta-fuse" in err and "vote" in err and "Traceback" not in err
