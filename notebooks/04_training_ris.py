@@ -888,25 +888,27 @@ print(f"--precision auto would train in: {resolve_precision('auto', device)}")
 # harder than the 2–8 leaves above. The repository ships `data/checkpoints/ris_cvppp_like_quick.pt`,
 # the quick model pretrained on synthetic rosettes of that shape and count
 # (`--style rosette --size 106 100 --leaves 11 20`; provenance and figures in
-# [data/checkpoints/README.md](../data/checkpoints/README.md)). Its third of four training stages added a
-# full-resolution refinement to the mask head (`train --refine 16`, `rsis_lite/nn/refine.py`; not in
+# [data/checkpoints/README.md](../data/checkpoints/README.md)), in one 113-minute run on the 2-core CPU
+# with a full-resolution refinement in its mask head (`train --refine 16`, `rsis_lite/nn/refine.py`; not in
 # the paper): at stride 2 the head above draws each mask on the 53×50 grid and upsamples it, which
 # blurs the edges of the small young leaves; the refinement adds a skip from the image, as RSIS's
-# decoder does (notebook 08), and starts at zero, so training starts from the model it is added to.
+# decoder does (notebook 08), and starts at zero, so adding it to a trained model changes nothing at first.
 # With a licensed copy, half an hour on a 2-core laptop adapts the checkpoint to real leaves:
 #
 # ```bash
 # python -m rsis_lite train --data cvppp --root $CVPPP --split train \
 #     --init data/checkpoints/ris_cvppp_like_quick.pt --time-budget 30 --out runs/ris_cvppp_30min.pt
 # python -m rsis_lite evaluate --checkpoint runs/ris_cvppp_30min.pt --data cvppp --root $CVPPP --split val \
-#     --overlap argmax --tta d8
+#     --overlap argmax --tta d8 --tta-fuse vote
 # ```
 #
-# The last two flags are inference choices, not training: `--overlap argmax` gives each pixel to the
-# step whose mask is highest there, and `--tta d8` predicts the 8 flips and transposes of each plant
-# and averages each leaf's mask with its match in the other views (test-time augmentation, `rsis_lite/tta.py`
-# and the README's *Test-time augmentation*; 8× the prediction time). On unseen CVPPP-shaped synthetic scenes they lift the shipped
-# checkpoint from SBD 76.8–77.6 (`argmax` alone) to 80.4–81.0 (README, *RIS: recipes*).
+# The last flags are inference choices, not training: `--overlap argmax` gives each pixel to the
+# step whose mask is highest there; `--tta d8` predicts the 8 flips and transposes of each plant and
+# averages each leaf's mask with its match in the other views, and `--tta-fuse vote` lets the views
+# also vote on which leaves to keep, the plain view keeping the count (test-time augmentation,
+# `rsis_lite/tta.py` and the README's *Test-time augmentation*; 8× the prediction time). On unseen
+# CVPPP-shaped synthetic scenes they lift the shipped checkpoint from SBD 74.4–75.1 (`argmax` alone)
+# to 78.2–78.7 (`--tta d8`) and 81.0–81.7 (with `--tta-fuse vote`; README, *RIS: recipes*).
 #
 # What the fine-tune does (the recipe, `RIS.recipe` with `CVPPP_FINE_TUNE`): every layer adapts,
 # at lr 5e-4 (half the pretraining rate; the area bias b keeps its own 0.05), in batches of 4 (a
