@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -858,6 +858,7 @@ plt.show()
 # | same | attention | 36.6 | 37.6 (1.03×) | bf16 |
 # | same | RSIS | 49.8 | 66.3 (1.33×) | bf16 |
 # | AMD EPYC, AVX2 only (no native bf16) | RIS, one step of 16, one thread | 0.51 s per step | 10.6 s per step (about 20× slower) | fp32 |
+# | 2-core AMD EPYC, AVX2 only (no native bf16) | RIS (`bench --repeats 3 --steps 3`) | 15.4 | 0.8 (0.05×) | fp32 |
 #
 # So do not pass `--precision bf16` without knowing the CPU; `bench` times both on yours and says
 # what `auto` picks. Here:
@@ -913,7 +914,8 @@ print(f"--precision auto would train in: {resolve_precision('auto', device)}")
 # What the fine-tune does (the recipe, `RIS.recipe` with `CVPPP_FINE_TUNE`): every layer adapts,
 # at lr 5e-4 (half the pretraining rate; the area bias b keeps its own 0.05), in batches of 4 (a
 # plant unrolls T = n + 2 = 13–22 steps; about 1 s per step was measured on the 2-core CPU with native
-# bf16, so about 1800 updates in 30 minutes), with T = n + 2 from the
+# bf16, so about 1800 updates in 30 minutes, and 2.5 s in fp32 on a 2-core CPU with AVX2 only, so
+# about 700), with T = n + 2 from the
 # first step, flips, rotations over the full circle, ±10 % scale and ±5 % shift, and a mild colour
 # jitter; the learning-rate decay follows the clock and ends at minute 30. The README's *CPU,
 # 30 minutes* section has the figures measured on synthetic stand-ins; real-plant figures are not

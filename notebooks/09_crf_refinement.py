@@ -55,7 +55,7 @@ print(env_report())
 # and SBD / |DiC| ([05 Evaluation](05_evaluation.ipynb)).
 #
 # **Run time.** About 50 s on a 2-core CPU with the quick profile (measured: `jupyter nbconvert
-# --execute` took 49 s of wall time and 75 s of CPU time on a 2-core AMD EPYC). Everything runs on the CPU: the CRF of
+# --execute` took 51 s of wall time and 89 s of CPU time on a 2-core AMD EPYC with AVX2 only). Everything runs on the CPU: the CRF of
 # one 64 × 64 scene takes a few tens of milliseconds, and the shipped checkpoint is used as it is
 # (nothing is trained but the three scalars of section 8).
 
