@@ -23,10 +23,20 @@ def torchrun(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=timeout)
 
 
-def assert_close(a: dict, b: dict) -> None:
+# The paper's mask head takes a log-softmax over the pixels of conv1x1(h_t): adding a constant to
+# every logit of a step changes nothing, so the 1x1 conv's bias has a gradient of 0 up to float
+# noise, and Adam, which divides by the gradient's own size, turns that noise into steps of up to lr.
+# Its value only says that each of the run's steps moved it by at most lr (one per step).
+SHIFT_INVARIANT = {"mask_conv.bias"}
+
+
+def assert_close(a: dict, b: dict, lr: float, steps: int) -> None:
     assert a.keys() == b.keys()
     for k in a:
-        assert torch.allclose(a[k].float(), b[k].float(), rtol=1e-4, atol=1e-5), k
+        if k in SHIFT_INVARIANT:
+            assert float((a[k].float() - b[k].float()).abs().max()) <= 2 * lr * steps, k
+        else:
+            assert torch.allclose(a[k].float(), b[k].float(), rtol=1e-4, atol=1e-5), k
 
 
 def test_two_processes_resume_and_match_one(tmp_path):
@@ -39,7 +49,7 @@ def test_two_processes_resume_and_match_one(tmp_path):
     single = make(tmp_path / "one.pt", 4).fit(progress=False)     # uninterrupted, one process
     ddp = load_checkpoint(tmp_path / "ddp.pt")
     assert ddp["step"] == 4
-    assert_close(ddp["state_dict"], single.system.state_dict())
+    assert_close(ddp["state_dict"], single.system.state_dict(), lr=single.cfg.lr, steps=4)
     assert ddp["history"]["T"] == single.history["T"]             # the global n_max set T on both ranks
 
 

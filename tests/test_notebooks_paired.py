@@ -15,6 +15,7 @@ NB_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NB_DIR.glob("*.ipynb"))
 SANITIZE_FILE = ROOT / "tests" / "nbval_sanitize.cfg"
 MAX_NOTEBOOK_MB = 10
+_VERSION = re.compile(r"^#\s+jupytext_version:")          # which jupytext wrote the twin last
 
 if NOTEBOOKS:
     PARAMS = [pytest.param(p, id=p.stem) for p in NOTEBOOKS]
@@ -49,9 +50,10 @@ def test_has_py_percent_twin_with_same_cells(path):
     assert twin.exists(), f"{twin.name} is missing: run `make sync`"
     a, b = jupytext.read(path), jupytext.read(twin, fmt="py:percent")
     assert _cells(a) == _cells(b), f"{path.name} and {twin.name} differ: run `make sync`"
-    # The twin is exactly what jupytext writes, so `make sync` would not change it.
+    # The twin is exactly what jupytext writes, so `make sync` would not change it (but for the
+    # header's jupytext_version line: a newer jupytext than the last writer's is no staleness).
     expected = jupytext.writes(a, fmt="py:percent")
-    strip = lambda s: [l.rstrip() for l in s.rstrip().splitlines()]  # noqa: E731
+    strip = lambda s: [l.rstrip() for l in s.rstrip().splitlines() if not _VERSION.match(l)]  # noqa: E731
     assert strip(twin.read_text(encoding="utf-8")) == strip(expected), f"{twin.name} is stale: run `make sync`"
 
 
@@ -138,6 +140,16 @@ def test_header_tool_is_idempotent(tmp_path):
     assert "env_report()" in cells[2].source
     compile(once[paths[1]], paths[1], "exec")  # the twin is plain Python: no IPython-only syntax
     assert sum("colab-badge.svg" in c.source for c in cells) == 1
+
+
+def test_a_newer_jupytext_is_no_staleness():
+    """Twins written by jupytext 1.19.6 stay current under 1.19.7; a changed cell does not."""
+    same_twin = _tool().same_twin
+    text = ("# ---\n# jupyter:\n#   jupytext:\n#     text_representation:\n#       format_name: percent\n"
+            "#       jupytext_version: 1.19.6\n# ---\n\n# %%\nprint(1)\n")
+    assert same_twin(text, text.replace("1.19.6", "1.19.7"))
+    assert not same_twin(text, text.replace("print(1)", "print(2)"))
+    assert not same_twin(text, text.replace("format_name: percent", "format_name: light"))
 
 
 # ---- the nbval sanitize file ---------------------------------------------------------------

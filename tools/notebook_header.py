@@ -132,6 +132,15 @@ def refreshed_text(path: Path, order: list[Path], titles: dict[Path, str],
     return jupytext.writes(nb, fmt=FMT)
 
 
+VERSION_LINE = re.compile(r"^#\s+jupytext_version:.*$", flags=re.M)
+
+
+def same_twin(a: str, b: str) -> bool:
+    """Whether two py:percent texts are the same twin: equal but for the ``jupytext_version`` line
+    of the header, which records only which jupytext wrote the file last."""
+    return VERSION_LINE.sub("", a) == VERSION_LINE.sub("", b)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("paths", nargs="*", type=Path,
@@ -156,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     changed = []
     for path in targets:
         new = refreshed_text(path, order, titles, args.repo, args.branch)
-        if new != path.read_text(encoding="utf-8"):
+        if not same_twin(new, path.read_text(encoding="utf-8")):
             changed.append(path)
             if not args.check:
                 path.write_text(new, encoding="utf-8")
