@@ -226,8 +226,9 @@ def cli_predict(args) -> int:
     ds, _, _, cap = dataset_for_checkpoint(args, ckpt)
     names = [output_name(ds, i) for i in range(len(ds))]
     check_output_dir(out, input_folders(ds), will_write=names + ["scores.json"], overwrite=args.overwrite)
+    fuse = tta_fuse(args)
     preds = predict_full(system, ds, device=device, max_steps=cap, progress=True, crf=crf, tta=args.tta,
-                         fuse=tta_fuse(args), **predict_kw(args, system))
+                         fuse=fuse, **predict_kw(args, system))
     out.mkdir(parents=True, exist_ok=True)
     scores, classes = {}, {}
     for name, (lab, p) in zip(names, preds):
@@ -239,7 +240,7 @@ def cli_predict(args) -> int:
     if classes:
         (out / "classes.json").write_text(json.dumps(classes, indent=1))
     refined = f", refined by the dense CRF ({crf_source})" if crf is not None else ""
-    how = "instances voted and masks averaged" if tta_fuse(args) == "vote" else "masks averaged"
+    how = "instances voted and masks averaged" if fuse == "vote" else "masks averaged"
     views = f", {how} over {len(VIEWS[args.tta])} views (--tta {args.tta})" if args.tta != "none" else ""
     print(f"wrote {len(preds)} label maps and scores.json to {out} (at most {cap} steps per image{views}{refined})")
     return 0

@@ -124,6 +124,11 @@ class Cluster:
         """How many views saw this instance."""
         return len(self.scores)
 
+    @property
+    def score(self) -> float:
+        """The members' mean score."""
+        return float(np.mean(self.scores))
+
     def mean(self) -> Tensor:
         """The members' mean soft mask (H, W)."""
         return self.total / self.size
@@ -167,13 +172,13 @@ def vote(system: System, ref: Prediction, others: list[Prediction], other_masks:
     clusters = cluster_instances([_kept(ref), *other_masks], [p.scores for p in preds],
                                  None if ref.classes is None else [p.classes for p in preds], min_iou)
     best = sorted(range(len(clusters)), key=lambda i: (-clusters[i].size, clusters[i].ref is None,
-                                                       -float(np.mean(clusters[i].scores))))[:len(ref.steps)]
+                                                       -clusters[i].score))[:len(ref.steps)]
     kept = [clusters[i] for i in sorted(best, key=lambda i: (clusters[i].ref is None, clusters[i].ref or 0, i))]
     new = [c for c in kept if c.ref is None]
     t_run = ref.masks.shape[0]
     masks = torch.cat([ref.masks, *(c.mean()[None].to(ref.masks.dtype) for c in new)])     # (T_run + N, H, W)
-    scores = np.array([np.mean(c.scores) for c in kept], dtype=np.float32)                # (K,)
-    conf = np.concatenate([ref.conf, np.array([np.mean(c.scores) for c in new], dtype=ref.conf.dtype)])
+    scores = np.array([c.score for c in kept], dtype=np.float32)                          # (K,)
+    conf = np.concatenate([ref.conf, np.array([c.score for c in new], dtype=ref.conf.dtype)])
     slots = iter(range(t_run, t_run + len(new)))
     steps = np.array([ref.steps[c.ref] if c.ref is not None else next(slots) for c in kept], dtype=np.int64)
     classes = None if ref.classes is None else np.array(
