@@ -46,12 +46,12 @@ install-dev: $(VENV)/.installed-dev
 
 # ---- the two commands of the README --------------------------------------------------------
 reproduce: $(VENV)/.installed
-	$(PY) -m rsis_lite reproduce
+	$(PY) -m rsis_lite reproduce --overwrite
 
 test: test-unit test-notebooks
 
 test-unit: $(VENV)/.installed-dev
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=15
 
 # Lax mode: only cells marked `# NBVAL_CHECK_OUTPUT` are compared with their stored outputs;
 # every other cell must still run without an error.

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -76,13 +76,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rsis_lite.checkpoint import shipped_checkpoint
 from rsis_lite.config import get_device, get_profile, seed_everything
 from rsis_lite.data import SyntheticLeaves, collate_instances, load_dataset
 from rsis_lite.data.instances import assemble_labels
 from rsis_lite.inference import load_system
 from rsis_lite.metrics import symmetric_best_dice
-from rsis_lite.reproduce import shipped_checkpoint
-from rsis_lite.systems.ris import RIS, RISConfig, count_parameters
+from rsis_lite.systems import count_parameters
+from rsis_lite.systems.ris import RIS, RISConfig
 from rsis_lite.viz import colorize, instance_color, show_scene, to_rgb
 from rsis_lite.widgets.metrics import align_ids
 

@@ -79,12 +79,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from rsis_lite.checkpoint import shipped_checkpoint
 from rsis_lite.config import cpu_has_native_bf16, get_device, get_profile, resolve_precision, seed_everything
 from rsis_lite.data import JointAugment, SyntheticLeaves
 from rsis_lite.data.registry import load_dataset, max_instances
-from rsis_lite.inference import inference_cap, load_system, make_evaluator, predict_dataset, trained_max_instances
+from rsis_lite.inference import (InferenceOptions, inference_cap, load_system, make_evaluator, predict_dataset,
+                                 trained_max_instances)
 from rsis_lite.metrics import contingency, image_scores, summarize
-from rsis_lite.systems.ris import RIS, Curriculum, RISTrainConfig, count_parameters, ris_loss
+from rsis_lite.systems import count_parameters
+from rsis_lite.systems.ris import RIS, Curriculum, RISTrainConfig, ris_loss
 from rsis_lite.train import BatchSource, Trainer
 from rsis_lite.viz import LivePlot, overlay, plot_history, show_sequence
 from rsis_lite.widgets.metrics import align_ids
@@ -256,7 +259,7 @@ assert np.allclose(loop_losses, check.history["loss"], rtol=1e-6, atol=1e-7)
 print("loss per step, plain loop:", [round(v, 4) for v in loop_losses])
 print("loss per step, Trainer:   ", [round(v, 4) for v in check.history["loss"]])
 print("same weights after 5 steps:",
-      all(torch.allclose(a, b) for a, b in zip(model.state_dict().values(), check.model.state_dict().values())))
+      all(torch.allclose(a, b) for a, b in zip(model.state_dict().values(), check.system.state_dict().values())))
 
 # %% [markdown]
 # What `Trainer.fit` adds around those lines: the learning-rate schedule (`lr_factor`, the cosine
@@ -282,7 +285,7 @@ full_frame_iou = float((probe_batch["masks"].flatten(2).sum(2).sum(1) / probe_ba
 
 def probe(trainer, log):
     """Record b, the share of mask pixels > 0.5 and the spatial std of h on ``probe_batch``."""
-    m = trainer.model
+    m = trainer.system
     with torch.no_grad():
         hs, _ = m.lstm(m.features(probe_batch["image"]), steps=2)           # (16, 2, C_h, 16, 16)
         masks = m(probe_batch["image"], steps=2).masks                      # (16, 2, 32, 32)
@@ -296,7 +299,7 @@ seed_everything(0)
 workdir = Path(tempfile.mkdtemp(prefix="rsis04_"))
 demo = Trainer(RIS(tiny_cfg), demo_source, demo_cfg, ckpt_path=workdir / "demo.pt",
                callback=lambda tr: (live(tr), probe(tr, probe_log)))
-print(f"{count_parameters(demo.model)} parameters (quick model: {count_parameters(RIS(model_cfg)):,})")
+print(f"{count_parameters(demo.system)} parameters (quick model: {count_parameters(RIS(model_cfg)):,})")
 t0 = time.perf_counter()
 demo.fit(steps=120, progress=False)                       # stage 1: T = 2
 print(f"stage 1 done: step {demo.step}, {time.perf_counter() - t0:.1f} s")
@@ -322,8 +325,8 @@ def term_gradients(model, batch, steps):
 
 batch = demo.source.batch(demo.step)
 T_stage2 = Curriculum(list(demo_cfg.curriculum)).steps_for(120, int(batch["counts"].max()))   # n_max + 2
-gm1, gc1, l1 = term_gradients(demo.model, batch, 2)
-gm2, gc2, l2 = term_gradients(demo.model, batch, T_stage2)
+gm1, gc1, l1 = term_gradients(demo.system, batch, 2)
+gm2, gc2, l2 = term_gradients(demo.system, batch, T_stage2)
 cos = torch.nn.functional.cosine_similarity(gm2, gc2, dim=0).item()
 print(f"T = 2:  confidence loss {l1.confidence.item():.4f}, |grad mask| {gm1.norm():.3f}, |grad conf| {gc1.norm():.4f}")
 print(f"T = {T_stage2}:  confidence loss {l2.confidence.item():.1f}, |grad mask| {gm2.norm():.3f}, "
@@ -350,7 +353,7 @@ print("the total exceeds clip_norm = 10, so the norm clip is active:", bool((gm2
 control_log = []
 control = Trainer(RIS(tiny_cfg), demo_source, dataclasses.replace(demo_cfg, lam=0.0),
                   callback=lambda tr: probe(tr, control_log))
-control.model.load_state_dict(demo.model.state_dict())
+control.system.load_state_dict(demo.system.state_dict())
 control.optimizer.load_state_dict(demo.optimizer.state_dict())
 control.step, control.history = demo.step, {k: list(v) for k, v in demo.history.items()}
 control_log.extend(probe_log)
@@ -402,7 +405,7 @@ plt.show()
 # NBVAL_CHECK_OUTPUT
 h_std = dict(zip(log["step"], log["h_std"]))                                     # step -> spatial std of h
 iou_at = lambda hist, s: hist["iou"][hist["step"].index(s)]                        # noqa: E731
-gm_end, _, _ = term_gradients(demo.model, demo.source.batch(demo.step), T_stage2)
+gm_end, _, _ = term_gradients(demo.system, demo.source.batch(demo.step), T_stage2)
 print("1. h's spatial std falls more than 10x within 20 steps of the switch:", bool(h_std[140] < h_std[120] / 10))
 print("2. b ends above log(HW) = log 1024:", bool(log["b"][-1] > math.log(32 * 32)), "| in the control it does not:",
       bool(ctl["b"][-1] < math.log(32 * 32)))
@@ -489,7 +492,7 @@ except KeyboardInterrupt:
 run_b = make_trainer(workdir / "b.pt")                     # a new process would do the same
 print("run B resumes at step", run_b.step)
 run_b.fit(progress=False)
-same = all(torch.equal(p, q) for p, q in zip(run_a.model.state_dict().values(), run_b.model.state_dict().values()))
+same = all(torch.equal(p, q) for p, q in zip(run_a.system.state_dict().values(), run_b.system.state_dict().values()))
 print("both at step", run_a.step, run_b.step, "| identical weights:", same,
       "| identical history:", run_a.history == run_b.history)
 
@@ -502,10 +505,10 @@ print("both at step", run_a.step, run_b.step, "| identical weights:", same,
 # tutorials do, we **load the shipped checkpoint when it is there** and train only when it is not.
 #
 # The checkpoint lives in the repository (`data/checkpoints/ris_leaves_quick.pt`), not in the pip
-# package. We look for the repository from the current folder upwards (Jupyter and nbval start in
-# `notebooks/`; so does Colab after the install cell above, which clones the repository) and next
-# to the installed package (an editable install). A plain `pip install rsis-lite` has no `data/`,
-# and this notebook downloads nothing: it then trains a short, time-budgeted run of the same recipe
+# package. `shipped_checkpoint("ris", "quick")` (`rsis_lite.checkpoint`) gives its path next to the
+# installed package, which is a repository checkout for an editable install (`make lab`, and Colab
+# after the install cell above, which clones the repository). A plain `pip install rsis-lite` has no
+# `data/`, and this notebook downloads nothing: it then trains a short, time-budgeted run of the same recipe
 # instead (set `TRAIN_MINUTES_IF_MISSING = 0` to skip even that). With a time budget the schedules
 # follow the clock (`time_budget_min`), so even a 3-minute run goes through both curriculum stages
 # and the whole learning-rate decay, just with fewer steps. The budget counts the run's whole time:
@@ -515,25 +518,11 @@ print("both at step", run_a.step, run_b.step, "| identical weights:", same,
 # %%
 # NBVAL_IGNORE_OUTPUT
 torch.set_num_threads(torch_threads)  # all cores again, for the quick model
-CKPT_NAME = "ris_leaves_quick.pt"
 TRAIN_MINUTES_IF_MISSING = 3.0         # the full quick recipe needs ~60 min on one CPU core
 
-
-def find_repo_root():
-    """The rsis-lite checkout holding the shipped checkpoint, or None (e.g. a plain pip install)."""
-    import rsis_lite
-
-    candidates = [Path.cwd(), *Path.cwd().parents, Path(rsis_lite.__file__).resolve().parents[1]]
-    for base in candidates:
-        if (base / "data" / "checkpoints" / CKPT_NAME).is_file() and (base / "rsis_lite").is_dir():
-            return base
-    return None
-
-
-repo_root = find_repo_root()
-if repo_root is not None:
-    ckpt_path = repo_root / "data" / "checkpoints" / CKPT_NAME
-    print(f"found the shipped checkpoint: {ckpt_path.relative_to(repo_root)}")
+ckpt_path = shipped_checkpoint("ris", "quick")                 # data/checkpoints/ris_leaves_quick.pt (may not exist)
+if ckpt_path.is_file():
+    print(f"found the shipped checkpoint: data/checkpoints/{ckpt_path.name}")
 else:
     ckpt_path = Path("checkpoints") / "ris_leaves_quick_short.pt"
     print("No repository checkout here (data/ ships with the repository, not with the pip package),\n"
@@ -639,10 +628,11 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# In numbers. Inference is the system's own method, `RIS.predict(images, max_steps)`: it unrolls
-# until every image has stopped and returns one `Prediction` per image (label map, per-instance
-# scores, the soft masks and confidences of every step that ran, and which step became which
-# instance). Two rules decide what is kept, and both show below:
+# In numbers. Inference is `RIS.predict(images, max_steps)`, the loop every system inherits from
+# `System` (`rsis_lite/systems/base.py`; RIS supplies its `begin`/`emit` hooks and its defaults,
+# `RIS.post`): it unrolls until every image has stopped and returns one `Prediction` per image
+# (label map, per-instance scores, the soft masks and confidences of every step that ran, and which
+# step became which instance). Two rules decide what is kept, and both show below:
 #
 # * **the stop rule**: the first step with confidence below 0.5 and every step after it are dropped,
 #   so a stop at step k leaves steps 1..k−1 "on";
@@ -712,14 +702,14 @@ plt.show()
 # Such a mask would make the whole background one extra "leaf". The stop rule keeps it out (those
 # steps come after the confidence fell below 0.5; compare the step numbers in the two outputs
 # above), and the `min_new_pixels` guard would skip a second one. Switching the stop rule off
-# (`conf_threshold=0`) shows what the first guard is worth: inference then keeps every step up to
+# (`stop_threshold=0`) shows what the first guard is worth: inference then keeps every step up to
 # the cap that adds enough new pixels. The output counts the instances and the background pixels
 # left with and without the rule (0 background pixels left means a full-frame mask was taken as an
 # instance).
 
 # %%
 # NBVAL_CHECK_OUTPUT
-no_stop = model.predict(images, max_steps=cap, conf_threshold=0.0)
+no_stop = model.predict(images, max_steps=cap, stop_threshold=0.0)
 for i, n, p, q in zip(scenes, n_true, preds4, no_stop):
     print(f"scene {i}: n = {n} | stop rule on: {int(p.labels.max())} instances, {int((p.labels == 0).sum())} "
           f"background pixels | off: {int(q.labels.max())} instances, {int((q.labels == 0).sum())} background pixels")
@@ -783,7 +773,7 @@ for i in (0, 2):
 # %%
 # NBVAL_IGNORE_OUTPUT
 t0 = time.perf_counter()
-val_preds = predict_dataset(model, val_ds, device=device, max_steps=cap)   # [(labels (64, 64), scores)]
+val_preds = predict_dataset(model, val_ds, InferenceOptions(max_steps=cap), device=device)   # [(labels (64, 64), scores)]
 elapsed = time.perf_counter() - t0
 print(f"{len(val_preds)} scenes in {elapsed:.1f} s: {1000 * elapsed / len(val_preds):.0f} ms per image on {device}")
 
@@ -907,9 +897,9 @@ print(f"--precision auto would train in: {resolve_precision('auto', device)}")
 # step whose mask is highest there; `--tta d8` predicts the 8 flips and transposes of each plant and
 # averages each leaf's mask with its match in the other views, and `--tta-fuse vote` lets the views
 # also vote on which leaves to keep, the plain view keeping the count (test-time augmentation,
-# `rsis_lite/tta.py` and the README's *Test-time augmentation*; 8× the prediction time). On unseen
+# `rsis_lite/tta.py` and *Test-time augmentation* in `docs/results.md`; 8× the prediction time). On unseen
 # CVPPP-shaped synthetic scenes they lift the shipped checkpoint from SBD 74.4–75.1 (`argmax` alone)
-# to 78.2–78.7 (`--tta d8`) and 81.0–81.7 (with `--tta-fuse vote`; README, *RIS: recipes*).
+# to 78.2–78.7 (`--tta d8`) and 81.0–81.7 (with `--tta-fuse vote`; `docs/results.md`, *RIS*).
 #
 # What the fine-tune does (the recipe, `RIS.recipe` with `CVPPP_FINE_TUNE`): every layer adapts,
 # at lr 5e-4 (half the pretraining rate; the area bias b keeps its own 0.05), in batches of 4 (a
@@ -917,8 +907,7 @@ print(f"--precision auto would train in: {resolve_precision('auto', device)}")
 # bf16, so about 1800 updates in 30 minutes, and 2.5 s in fp32 on a 2-core CPU with AVX2 only, so
 # about 700), with T = n + 2 from the
 # first step, flips, rotations over the full circle, ±10 % scale and ±5 % shift, and a mild colour
-# jitter; the learning-rate decay follows the clock and ends at minute 30. The README's *CPU,
-# 30 minutes* section has the figures measured on synthetic stand-ins; real-plant figures are not
+# jitter; the learning-rate decay follows the clock and ends at minute 30. `docs/results.md` (*Fine-tuning on your own CVPPP copy*) has the figures measured on synthetic stand-ins; real-plant figures are not
 # measured by this project (it has no CVPPP copy).
 #
 # ## 9. Paper scale on a GPU (Colab)
@@ -977,7 +966,7 @@ def run_full_recipe(device, minutes=GPU_MINUTES, out="ris_full.pt"):
     print(f"{data}: training to step {cfg.steps}, "
           f"resuming at {trainer.step}, for at most {minutes} min (precision {cfg.precision})")
     trainer.fit()
-    preds = predict_dataset(trainer.model, val, device=device, max_steps=cap)
+    preds = predict_dataset(trainer.system, val, InferenceOptions(max_steps=cap), device=device)
     per = {str(i): image_scores(lab, gt_val[i][1].numpy()) for i, (lab, _) in enumerate(preds)}
     s = summarize(per)
     print(f"step {trainer.step}: {len(per)} val images, SBD {100 * s['mean']['SBD']:.1f} ({100 * s['std']['SBD']:.1f}), "
@@ -1171,5 +1160,6 @@ shutil.rmtree(workdir, ignore_errors=True)
 #   [arXiv:1412.6980](https://arxiv.org/abs/1412.6980).
 # * In this repository: [references.md](references.md) (RIS's training settings),
 #   `rsis_lite/train.py` (`TrainConfig`, `BatchSource`, `Trainer`), `rsis_lite/systems/ris.py`
-#   (`RIS.recipe`, `Curriculum`, `RIS.loss`, `RIS.param_groups`, `RIS.predict`),
+#   (`RIS.recipe`, `Curriculum`, `RIS.loss`, `RIS.param_groups`, `RIS.post`),
+#   `rsis_lite/systems/base.py` (`System.predict`, the stop rule and label assembly),
 #   `data/checkpoints/README.md` (how the shipped checkpoint was trained).

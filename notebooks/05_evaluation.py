@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -496,11 +496,11 @@ for r in gallery_rows:
 
 # %%
 # NBVAL_CHECK_OUTPUT
+from rsis_lite.checkpoint import shipped_checkpoint
 from rsis_lite.data.registry import load_dataset, max_instances
 from rsis_lite.data.synthetic import SyntheticLeaves
 from rsis_lite.evaluation import evaluate_pairs, format_table
-from rsis_lite.inference import inference_cap, load_system, predict_dataset, trained_max_instances
-from rsis_lite.reproduce import shipped_checkpoint
+from rsis_lite.inference import InferenceOptions, inference_cap, load_system, predict_dataset, trained_max_instances
 
 quick = get_profile("quick")                      # the checkpoint is the quick one, whatever the device
 val = load_dataset("leaves", split="val", profile=quick)
@@ -527,7 +527,7 @@ if ckpt_path is None:
 model, ckpt = load_system(ckpt_path, device)                                   # (RIS, the checkpoint dict)
 cap = inference_cap(max_instances(val), trained_max_instances(ckpt))            # 8 leaves + 4 = 12
 print(f"{ckpt['system']} checkpoint after {ckpt.get('step')} training steps; at most {cap} steps per image")
-preds = predict_dataset(model, val, device=device, max_steps=cap)   # [(labels (H, W), scores (K,))]
+preds = predict_dataset(model, val, InferenceOptions(max_steps=cap), device=device)   # [(labels (H, W), scores (K,))]
 gts = [val[i][1].numpy() for i in range(len(val))]                               # [(H, W)]
 print(len(preds), "predictions; first label map", preds[0][0].shape, "with", len(preds[0][1]), "confidences")
 
@@ -701,7 +701,7 @@ print(table_md)
 # figures to JSON. Here: export the first 32 validation scenes as `images/` + `labels/` PNGs,
 # predict them with the checkpoint (`--data folder`, so exactly what a user would run on their own
 # folder), then score the predicted PNGs (AP needs the confidences, which a PNG does not store, so
-# `--pred/--gt` prints no AP; `--checkpoint` does). `rsis_lite.cli.main(argv)` is what
+# `--pred/--gt` prints no AP; `--checkpoint` does). `rsis_lite.commands.main(argv)` is what
 # `python -m rsis_lite` runs, so calling it from Python runs the same code as the shell; in a
 # terminal, type the printed `$` lines.
 
@@ -710,7 +710,7 @@ print(table_md)
 import contextlib
 import io
 
-from rsis_lite.cli import main as rsis_main
+from rsis_lite.commands import main as rsis_main
 
 
 def cli(*args, keep=8):
@@ -907,4 +907,4 @@ print(f"notebook, same 32 scenes: SBD {100 * nb_sbd:.1f}")
 #   ([arXiv:1712.00617](https://arxiv.org/abs/1712.00617)).
 # * In this repository: [references.md](references.md) (the papers' reported numbers and the metric
 #   definitions), `rsis_lite/metrics.py`, `rsis_lite/evaluation.py`, `rsis_lite/widgets/metrics.py`
-#   (`perturb`, `align_ids`), `data/checkpoints/README.md` (the shipped checkpoint's scores).
+#   (`perturb`, `align_ids`), `docs/results.md` (the shipped checkpoint's scores).

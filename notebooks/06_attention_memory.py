@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -92,12 +92,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rsis_lite.checkpoint import shipped_checkpoint
 from rsis_lite.config import get_profile, seed_everything
 from rsis_lite.data import SyntheticLeaves
 from rsis_lite.inference import load_system
 from rsis_lite.nn.attention import (FilterBank, box_mass, filter_bank, filter_centres, gaussian_filters,
                                     read_patch, sigma2_from_size, soft_box, write_patch)
-from rsis_lite.reproduce import shipped_checkpoint
 from rsis_lite.systems import build
 from rsis_lite.systems.attention import Attention
 
@@ -873,10 +873,10 @@ print("forget-gate bias 1:", bool((box_net.lstm.bias_ih[128:256] + box_net.lstm.
 # that change from step to step are the canvas and the batch-norm set (next paragraph).
 #
 # **Batch norm per step.** The box CNN's convolutions are shared by all steps. Each BN layer,
-# though, keeps one set of statistics and affine parameters per step (`StepBatchNorm`; the quick
-# recipe has `bn_steps` = 9 sets: 8 leaves + 1). The input statistics change from step to step,
-# since the canvas fills up, and a single running mean would average over all of them. In training
-# mode, one forward pass at step 3 updates set 3 only:
+# though, keeps one set of statistics and affine parameters per step (`StepBatchNorm`, in
+# `rsis_lite.nn.stepnorm`; the quick recipe has `bn_steps` = 9 sets: 8 leaves + 1). The input
+# statistics change from step to step, since the canvas fills up, and a single running mean would
+# average over all of them. In training mode, one forward pass at step 3 updates set 3 only:
 
 # %%
 bn = box_net.cnn.norms[0]                                                  # StepBatchNorm of the first conv
@@ -1245,4 +1245,5 @@ print(f"notebook run time so far: {time.perf_counter() - started:.1f} s")
 # * In this repository: [references.md](references.md) (Ren & Zemel's facts),
 #   `rsis_lite/nn/attention.py` (the filter bank, read, write, soft box),
 #   `rsis_lite/systems/attention.py` (the canvas, box network, segmentation and scoring networks,
-#   losses, scheduled sampling), `tests/test_attention.py` (the same checks as tests).
+#   losses, scheduled sampling), `rsis_lite/nn/stepnorm.py` (batch norm per step),
+#   `tests/test_attention.py` (the same checks as tests).

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -102,16 +102,19 @@ import torch.nn.functional as F
 from matplotlib.patches import Rectangle
 from scipy.stats import spearmanr
 
+from rsis_lite.checkpoint import shipped_checkpoint
 from rsis_lite.config import get_device, get_profile, resolve_precision, seed_everything
 from rsis_lite.data import JointAugment
+from rsis_lite.data.instances import sort_masks_by_area
 from rsis_lite.data.registry import load_dataset, max_instances
 from rsis_lite.evaluation import evaluate_pairs, format_table
 from rsis_lite.inference import inference_cap, load_system, make_evaluator, trained_max_instances
 from rsis_lite.matching import pairwise_soft_iou
 from rsis_lite.metrics import contingency
-from rsis_lite.systems.attention import (Attention, AttentionTrainConfig, CanvasFeed, count_parameters,
-                                         gt_feed_probability, matched_iou_loss, monotone_score_loss, padded_boxes,
-                                         scaled_schedule, sort_by_area, step_generator)
+from rsis_lite.systems import count_parameters
+from rsis_lite.systems.attention import (Attention, AttentionTrainConfig, CanvasFeed, gt_feed_probability,
+                                         matched_iou_loss, monotone_score_loss, padded_boxes, scaled_schedule,
+                                         step_generator)
 from rsis_lite.train import BatchSource, Trainer
 from rsis_lite.viz import LivePlot, colorize, instance_color, overlay, to_rgb
 from rsis_lite.widgets.metrics import align_ids
@@ -232,7 +235,7 @@ for name, steps in (("leaves first", [good_2, good_1, grey]), ("grey frame secon
 # with $s^*_t = 1$ if step t was matched. An "on" step is judged by the *lowest* score up to it, an
 # "off" step by the *highest* score from it on, so a high score after a low one is penalised at
 # every step before it: the loss wants the scores to fall once and stay down, which is exactly what
-# the stop rule at test time (count the steps before the first score ≤ 0.5) assumes.
+# the stop rule at test time (count the steps before the first score below 0.5) assumes.
 # `monotone_score_loss(logits, target)` computes it from logits with stable log-sigmoids (the
 # sigmoid is monotone, so the min and max can be taken over logits); the brute force below is the
 # formula written out.
@@ -277,11 +280,11 @@ plt.show()
 # The ground-truth box of the box loss is not the tight box: the authors' code pads every side by
 # max(0.2 × side, min_pad), with min_pad = 10 px in the box stage and 20 px in the full stage at
 # 224 × 224. `padded_boxes` scales min_pad to the image (10/224 and 20/224 of the side), and the
-# ground truth is first sorted by area, largest first (`sort_by_area`), as the paper does. The two
+# ground truth is first sorted by area, largest first (`sort_masks_by_area`), as the paper does. The two
 # paddings on one training scene:
 
 # %%
-gt_sorted = sort_by_area(batch["masks"].float(), batch["counts"])                  # (B, K, H, W), largest first
+gt_sorted = sort_masks_by_area(batch["masks"].float())                            # (B, K, H, W), largest first
 side = batch["image"].shape[-1]
 pads = {name: padded_boxes(gt_sorted, demo_cfg.box_pad, (f * side, f * side))       # (B, K, H, W)
         for name, f in zip(("box stage", "full stage"), demo_cfg.box_min_pad)}
@@ -316,7 +319,7 @@ plt.show()
 seed_everything(0)
 demo = Trainer(Attention(q_model), demo_source, demo_cfg, ckpt_path=workdir / "demo.pt",
                callback=LivePlot(every=10, keys=("box", "box_iou", "fed_gt")))
-print(f"quick model: {count_parameters(demo.model):,} parameters")
+print(f"quick model: {count_parameters(demo.system):,} parameters")
 t0 = time.perf_counter()
 demo.fit(steps=demo_cfg.box_steps, progress=False)               # box stage: steps 0-99
 print(f"box stage done: step {demo.step}, {time.perf_counter() - t0:.0f} s")
@@ -340,9 +343,9 @@ print("stage logged at every point:", sorted(set(h["stage"])), "| mask terms log
 # the leaf the canvas took after that step (grey: none left).
 
 # %%
-m = demo.model.eval()
+m = demo.system.eval()
 one = {k: v[:1] for k, v in demo_source.batch(5000).items() if k in ("image", "masks", "counts")}   # an unseen batch
-gt1 = sort_by_area(one["masks"].float(), one["counts"])                          # (1, K, H, W)
+gt1 = sort_masks_by_area(one["masks"].float())                                    # (1, K, H, W)
 n1 = int(one["counts"][0])
 T1 = n1 + demo_cfg.extra_steps
 feed = CanvasFeed(gt1, torch.arange(gt1.shape[1])[None] < one["counts"][:, None],
@@ -520,28 +523,15 @@ print("the scheduled sampling has handed the canvas to the model (fed_gt < 0.05 
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-CKPT_NAME = "attention_leaves_quick.pt"
-RIS_CKPT_NAME = "ris_leaves_quick.pt"
 TRAIN_MINUTES_IF_MISSING = 3.0           # the full quick recipe needs about an hour on one CPU core
 
-
-def find_repo_root(name):
-    """The rsis-lite checkout holding ``data/checkpoints/<name>``, or None (e.g. a plain pip install)."""
-    import rsis_lite
-
-    for base in [Path.cwd(), *Path.cwd().parents, Path(rsis_lite.__file__).resolve().parents[1]]:
-        if (base / "data" / "checkpoints" / name).is_file() and (base / "rsis_lite").is_dir():
-            return base
-    return None
-
-
-repo_root = find_repo_root(CKPT_NAME)
-if repo_root is not None:
-    ckpt_path = repo_root / "data" / "checkpoints" / CKPT_NAME
-    print(f"found the shipped checkpoint: {ckpt_path.relative_to(repo_root)}")
+shipped = shipped_checkpoint("attention", "quick")   # data/checkpoints/attention_leaves_quick.pt (may not exist)
+if shipped.is_file():
+    ckpt_path = shipped
+    print(f"found the shipped checkpoint: data/checkpoints/{ckpt_path.name}")
 else:
     ckpt_path = Path("runs") / "attention_leaves_quick_short.pt"
-    print(f"No data/checkpoints/{CKPT_NAME} here (it ships with the repository, not with the pip package), and\n"
+    print(f"No data/checkpoints/{shipped.name} here (it ships with the repository, not with the pip package), and\n"
           f"nothing is downloaded. Training a {TRAIN_MINUTES_IF_MISSING:g}-minute run of the quick recipe into "
           f"{ckpt_path} instead.")
     if TRAIN_MINUTES_IF_MISSING > 0:
@@ -622,7 +612,7 @@ if hist.get("eval"):
 # post-processing is the authors': multiply each mask by its score, keep per pixel only the
 # strongest instance, threshold at 0.3, and count the steps whose score is above 0.5
 # ([references](references.md#ren--zemel); `Attention.predict`: the steps before the first score
-# ≤ 0.5, each kept only if it owns at least 4 pixels). `trace` below runs the same loop as
+# below 0.5, each kept only if it owns at least 4 pixels). `trace` below runs the same loop as
 # `predict` with `Attention.step`, keeping what every step computed: the box (centre and size in
 # pixels), the F × F patch it read from [image; canvas], the mask ŷ_t written back, the canvas c_t
 # it saw and its score s_t. The first check makes sure it is the same loop.
@@ -714,7 +704,7 @@ def attention_explorer(model, images, gts, steps):
         axes[1].imshow(np.clip(tr["patch"][t, :3].transpose(1, 2, 0), 0, 1))
         axes[1].set_title(f"patch {tr['patch'].shape[-1]}x{tr['patch'].shape[-1]}", fontsize=8)
         axes[2].imshow(tr["mask"][t][..., None] * tint[None, None], vmin=0, vmax=1)
-        stop = n_run - 1 if pred.conf[-1] <= 0.5 else None         # the step that said "stop", if any
+        stop = n_run - 1 if pred.conf[-1] < 0.5 else None          # the step that said "stop", if any
         if k:
             what = f"instance {k}"
         elif stop is not None and t == stop:
@@ -772,7 +762,7 @@ print(explorer.result)
 
 # %% [markdown]
 # The same content as a static figure for scenes 0 and 3, one column per step that ran (the last
-# one is where the score fell to 0.5 or below): row 1 the box on the image, row 2 the patch, row 3
+# one is where the score fell below 0.5): row 1 the box on the image, row 2 the patch, row 3
 # the mask written back, row 4 the canvas *after* the step, and on the left the final label map.
 # Colours are the instance ids of the label map; grey marks a step that did not become an
 # instance.
@@ -856,11 +846,11 @@ print(format_table(att_res, per_image=False))
 # **Through the command line.** The checkpoint's target is measured the way a user would score
 # their own folder of images: export the same 100 scenes as PNGs, `predict --data folder`, then
 # `evaluate` the label maps. PNG images are quantised to 8 bits, so the figures may differ slightly
-# from those above. `rsis_lite.cli.main(argv)` is what `python -m rsis_lite` runs.
+# from those above. `rsis_lite.commands.main(argv)` is what `python -m rsis_lite` runs.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from rsis_lite.cli import main as rsis_main
+from rsis_lite.commands import main as rsis_main
 
 
 def cli(*args, keep=6):
@@ -905,11 +895,11 @@ print(f"issue target SBD >= 82 and |DiC| <= 0.40 through the CLI: {m_cli['SBD'] 
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-ris_root = find_repo_root(RIS_CKPT_NAME)
-if ris_root is None:
-    raise FileNotFoundError(f"data/checkpoints/{RIS_CKPT_NAME} not found: run this notebook from a clone of the "
+ris_ckpt_path = shipped_checkpoint("ris", "quick")                 # data/checkpoints/ris_leaves_quick.pt
+if not ris_ckpt_path.is_file():
+    raise FileNotFoundError(f"data/checkpoints/{ris_ckpt_path.name} not found: run this notebook from a clone of the "
                             "repository (on Colab the install cell clones it)")
-ris, ris_ckpt = load_system(ris_root / "data" / "checkpoints" / RIS_CKPT_NAME, device)
+ris, ris_ckpt = load_system(ris_ckpt_path, device)
 ris_cap = inference_cap(max_instances(scenes), trained_max_instances(ris_ckpt))
 ris_preds, ris_ms = predict_timed(ris, images, ris_cap)
 ris_res = evaluate_pairs(names, [p.labels.numpy() for p in ris_preds], gts, scores=[p.scores for p in ris_preds])
@@ -1068,8 +1058,8 @@ compare_rows(worst_ris + worst_att, "Worst SBD scenes: RIS's three (left), the a
 # ## 10. The same from the command line
 #
 # The shipped checkpoint was trained by the project's own command (the quick recipe; `--time-budget`
-# makes the schedules follow the clock; the run resumes when `--out` exists), and `data/checkpoints/
-# README.md` records the exact command, time and scores:
+# makes the schedules follow the clock; the run resumes when `--out` exists), `data/checkpoints/
+# README.md` records the exact command and time, and `docs/results.md` the scores:
 #
 # ```bash
 # python -m rsis_lite train --model attention --data leaves --profile quick --precision fp32 --time-budget 85 --out data/checkpoints/attention_leaves_quick.pt
@@ -1137,7 +1127,7 @@ def run_paper_scale(device, root, minutes=GPU_MINUTES, out="attention_paper.pt")
           f"{trainer.step}, at most {minutes} min (precision {cfg.precision})")
     trainer.fit()
     res = evaluate_pairs([str(i) for i in range(len(val))],
-                         [p.labels.numpy() for p in predict_timed(trainer.model, torch.stack([val[i][0] for i in range(len(val))]), c)[0]],
+                         [p.labels.numpy() for p in predict_timed(trainer.system, torch.stack([val[i][0] for i in range(len(val))]), c)[0]],
                          [val[i][1].numpy() for i in range(len(val))])
     print(f"step {trainer.step}: {res['n_images']} val images, SBD {100 * res['mean']['SBD']:.1f} "
           f"({100 * res['std']['SBD']:.1f}), |DiC| {res['mean']['abs_DiC']:.2f} ({res['std']['abs_DiC']:.2f})")
@@ -1167,8 +1157,8 @@ else:
 # * Scheduled sampling hands the canvas from the ground truth to the model's own masks:
 #   `gt_feed_probability` is the authors' formula, flat at 1 for `ss_offset` steps, then halving
 #   every `ss_period` steps, with later instance steps fed for longer.
-# * At test time the loop is box → patch → mask → canvas → score, stopping at the first score of
-#   0.5 or below; the explorer and its static figure show every step.
+# * At test time the loop is box → patch → mask → canvas → score, stopping at the first score
+#   below 0.5; the explorer and its static figure show every step.
 # * On the same unseen scenes the table of section 9 puts the shipped attention checkpoint beside
 #   RIS in quality, count, speed and size, and the failure cases show how each one goes wrong.
 
@@ -1239,7 +1229,7 @@ print(f"this run: {time.perf_counter() - NOTEBOOK_T0:.0f} s wall, {time.process_
 # At t = 2 (target 0) the monotone loss uses the largest score at or after t, 0.8 from t = 3, not
 # 0.2: a late high score is blamed on every earlier "off" step. (At t = 1 the minimum so far is
 # 0.3 itself, so both losses agree there.) The loss pushes the score sequence to fall once and
-# stay low, which is what the stop rule "count the steps before the first s ≤ 0.5" needs.
+# stay low, which is what the stop rule "count the steps before the first s < 0.5" needs.
 #
 # </details>
 #
@@ -1261,9 +1251,9 @@ print(f"this run: {time.perf_counter() - NOTEBOOK_T0:.0f} s wall, {time.process_
 # trainer = Trainer(Attention(Attention.tiny()), BatchSource(SyntheticLeaves(8, 32, seed=0, max_leaves=3), 2), cfg)
 # changed = []
 # for _ in range(2):                                                     # step 0: box stage, step 1: full stage
-#     before = copy.deepcopy(trainer.model.state_dict())
+#     before = copy.deepcopy(trainer.system.state_dict())
 #     trainer.fit(steps=trainer.step + 1, progress=False)
-#     after = trainer.model.state_dict()
+#     after = trainer.system.state_dict()
 #     changed.append({part: any(not torch.equal(before[k], after[k]) for k in after if k.startswith(part))
 #                     for part in ("box_net", "seg_net", "score_fc")})
 # assert changed[0] == {"box_net": True, "seg_net": False, "score_fc": False}

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -102,6 +102,7 @@ from matplotlib.patches import FancyBboxPatch
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import spearmanr
 
+from rsis_lite.checkpoint import shipped_checkpoint
 from rsis_lite.config import get_device, get_profile, resolve_precision, seed_everything
 from rsis_lite.data import SyntheticLeaves, collate_instances
 from rsis_lite.data.garden import CLASS_NAMES, SyntheticGarden
@@ -109,7 +110,6 @@ from rsis_lite.data.registry import load_dataset, max_instances
 from rsis_lite.evaluation import evaluate_pairs
 from rsis_lite.inference import inference_cap, load_system, make_evaluator, trained_max_instances
 from rsis_lite.metrics import contingency, image_scores, summarize
-from rsis_lite.reproduce import shipped_checkpoint
 from rsis_lite.systems import build, get_system
 from rsis_lite.systems.rsis import (RSIS, RSISConfig, RSISTrainConfig, quick_model_config, rsis_loss, stop_targets,
                                     unroll_steps)
@@ -446,7 +446,7 @@ demo = Trainer(RSIS(RSIS.tiny()), BatchSource(demo_ds, demo_cfg.batch_size, seed
                callback=LivePlot(every=12, keys=("loss", "mask", "stop", "iou")))
 t0 = time.perf_counter()
 demo.fit(progress=False)
-print(f"{sum(p.numel() for p in demo.model.parameters()):,} parameters; 60 steps in {time.perf_counter() - t0:.0f} s")
+print(f"{sum(p.numel() for p in demo.system.parameters()):,} parameters; 60 steps in {time.perf_counter() - t0:.0f} s")
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -479,7 +479,7 @@ def find_checkpoint(data):
     if path.is_file():
         print(f"found the shipped checkpoint data/checkpoints/{path.name}")
         return path
-    from rsis_lite.cli import main
+    from rsis_lite.commands import main
 
     path = Path("checkpoints") / f"rsis_{data}_quick_short.pt"
     print(f"no data/checkpoints/rsis_{data}_quick.pt here (it ships with the repository, not the pip package):\n"
@@ -1055,8 +1055,6 @@ def predict_timed(system, images, max_steps, batch=16):
     return preds, 1000 * (time.perf_counter() - t0) / len(images)
 
 
-TITLES = {"ris": "RIS (Romera-Paredes & Torr)", "attention": "attention (Ren & Zemel)",
-          "rsis": "RSIS (Salvador et al.)"}
 side_by_side = {}
 for name in ("ris", "attention", "rsis"):
     path = shipped_checkpoint(name, "quick") if name != "rsis" else ckpt_paths["leaves"]
@@ -1074,15 +1072,15 @@ for name in ("ris", "attention", "rsis"):
 
 print("100 unseen leaf scenes (seed 7), 64 x 64, 2-8 leaves; mean over scenes; SBD, FBD, coverage, AP x100;")
 print("ms per image: this CPU, 1 thread, batches of 16")
-print(f"| {'system':28s} | SBD  | abs DiC | FBD  | MWCov | MUCov | AP   | AP50 | ms/image | parameters |")
+print(f"| {'system':33s} | SBD  | abs DiC | FBD  | MWCov | MUCov | AP   | AP50 | ms/image | parameters |")
 print("|" + "---|" * 10)
 for name, row in side_by_side.items():
     if "res" not in row:
-        print(f"| {TITLES[name]:28s} | not shipped yet: no data/checkpoints/{name}_leaves_quick.pt |"
+        print(f"| {get_system(name).title:33s} | not shipped yet: no data/checkpoints/{name}_leaves_quick.pt |"
               + " |" * 6 + f" {row['params']:,} (recipe) |")
         continue
     m, ap = row["res"]["mean"], row["res"]["AP"]
-    print(f"| {TITLES[name]:28s} | {100 * m['SBD']:.1f} | {m['abs_DiC']:7.2f} | {100 * m['FBD']:.1f} | "
+    print(f"| {get_system(name).title:33s} | {100 * m['SBD']:.1f} | {m['abs_DiC']:7.2f} | {100 * m['FBD']:.1f} | "
           f"{100 * m['MWCov']:5.1f} | {100 * m['MUCov']:5.1f} | {100 * ap['AP']:.1f} | {100 * ap['AP50']:.1f} | "
           f"{row['ms']:8.1f} | {row['params']:,} |")
 trunk = sum(p.numel() for p in rsis_leaves.encoder.trunk_parameters())
@@ -1214,7 +1212,7 @@ def run_paper_scale(device, root, minutes=GPU_MINUTES, out="rsis_cvppp.pt"):
     trainer.fit()
     preds = []
     for i in range(len(val)):
-        p = trainer.model.predict(val[i][0][None].to(device), max_steps=c)[0]
+        p = trainer.system.predict(val[i][0][None].to(device), max_steps=c)[0]
         lab = F.interpolate(p.labels[None, None].float(), size=tuple(gt_val[i][1].shape), mode="nearest")[0, 0]
         preds.append(lab.long().numpy())
     s = summarize({str(i): image_scores(lab, gt_val[i][1].numpy()) for i, lab in enumerate(preds)})
@@ -1240,7 +1238,7 @@ else:
 # ```
 #
 # and the quick runs behind the shipped checkpoints (`data/checkpoints/README.md` has the exact
-# commands, times and scores):
+# commands and times, `docs/results.md` the scores):
 #
 # ```bash
 # python -m rsis_lite train --model rsis --data leaves --profile quick --out data/checkpoints/rsis_leaves_quick.pt

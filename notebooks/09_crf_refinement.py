@@ -73,6 +73,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from rsis_lite.checkpoint import shipped_checkpoint
 from rsis_lite.config import get_device, seed_everything
 from rsis_lite.crf import (CRFasRNN, CRFParams, build_kernels, compatibility_transform, dense_crf,
                            instance_probabilities, load_params, local_update, mean_field, mean_field_stages,
@@ -81,7 +82,6 @@ from rsis_lite.crf import (CRFasRNN, CRFParams, build_kernels, compatibility_tra
 from rsis_lite.data import SyntheticLeaves
 from rsis_lite.inference import inference_cap, load_system, trained_max_instances
 from rsis_lite.metrics import image_scores
-from rsis_lite.reproduce import shipped_checkpoint
 from rsis_lite.systems import Prediction
 from rsis_lite.tta import tta_predict
 from rsis_lite.viz import colorize
@@ -94,7 +94,7 @@ print(f"device {device}; torch threads {torch.get_num_threads()}")
 
 # %% [markdown]
 # The shipped quick RIS checkpoint (trained in notebook 04 on seed-0 scenes) and the CRF parameters
-# that `python -m rsis_lite.crf search` chose for it on seed-2000 scenes, stored next to it as
+# that `python -m rsis_lite crf-search` chose for it on seed-2000 scenes, stored next to it as
 # `ris_leaves_quick.pt.crf.json`. Every scene scored here comes from seed 7: never used for
 # training nor for the search.
 
@@ -335,8 +335,9 @@ plt.show()
 # typically and by a few tenths at the odd undecided pixel near a boundary: the truncated tails weigh
 # $e^{-2.5^2/2}\approx 4\%$ at the window edge. Exact is the reference and the
 # `auto` default up to 64 × 64; above, the $N^2$ matrix stops fitting (530 × 500 would need about
-# 260 GiB), and `fast` (plus a coarser grid, see `rsis_lite/crf.py`) takes over. `python -m rsis_lite.crf
-# bench` prints the same comparison with peak memory measured in separate processes.
+# 260 GiB), and `fast` (plus a coarser grid, see `rsis_lite/crf.py`) takes over.
+# `python -m rsis_lite crf-bench` prints the same comparison with peak memory measured in separate
+# processes.
 
 # %% [markdown]
 # ## 5. Explore: the kernels on a live scene
@@ -683,7 +684,7 @@ plt.show()
 # back to orange (the 57 changed pixels are mostly that patch). The views rarely split on a pixel, and where they do it is single pixels, not whole edges.
 # On these small scenes the CRF gains more than the average, and the two together barely more than
 # the CRF alone: most of what the views correct lies on colour edges the CRF finds anyway. On the
-# larger, crowded CVPPP-shaped rosettes the order reverses (README "Test-time augmentation": the
+# larger, crowded CVPPP-shaped rosettes the order reverses (`docs/results.md`, "Test-time augmentation": the
 # average adds 3–4 SBD there, a CRF after it takes some back). The price is 8 forward passes per
 # image instead of one, and the average cannot add what the plain view missed: a leaf it did not
 # find stays unfound (an instance can only vanish, when its averaged mask no longer adds 4 pixels).
@@ -763,7 +764,7 @@ print(f"vote better than the average in {(vote_sbd > tta_sbd['RIS, d8'] + 1e-9).
 # gains little over the average. It pays on the crowded CVPPP-shaped rosettes (11–20 leaves, a
 # quarter of them young leaves under 30 pixels): there the shipped `ris_cvppp_like_quick.pt` goes
 # from SBD 74.4–75.1 plain to 78.2–78.7 with the average and 81.0–81.7 with the vote, the count
-# error unchanged (README, *Test-time augmentation*). `python -m rsis_lite predict … --tta d8
+# error unchanged (`docs/results.md`, *Test-time augmentation*). `python -m rsis_lite predict … --tta d8
 # --tta-fuse vote` applies it from the command line.
 
 # %% [markdown]
@@ -920,5 +921,5 @@ print(f"vote better than the average in {(vote_sbd > tta_sbd['RIS, d8'] + 1e-9).
 #   [proceedings](https://papers.nips.cc/paper/4824-imagenet-classification-with-deep-convolutional-neural-networks):
 #   predictions averaged over mirrored copies of the test image (section 4.1).
 # * In this repository: [references.md](references.md), `rsis_lite/crf.py`, `rsis_lite/tta.py`,
-#   `data/checkpoints/ris_leaves_quick.pt.crf.json` (the searched parameters), README "Dense-CRF
+#   `data/checkpoints/ris_leaves_quick.pt.crf.json` (the searched parameters), `docs/results.md` "Dense-CRF
 #   refinement" and "Test-time augmentation".

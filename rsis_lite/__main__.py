@@ -1,3 +1,3 @@
-from rsis_lite.cli import main
+from rsis_lite.commands import main
 
 raise SystemExit(main())

@@ -12,13 +12,14 @@ Checkpoints written before the system registry have ``"model"`` instead of ``"sy
 read as the same layout.
 
 Shipped checkpoints of large models are *slim* (:func:`slim_checkpoint`, ``python -m
-rsis_lite.checkpoint slim IN OUT``): the same dict without the optimiser state and with the float
+rsis_lite slim IN OUT``): the same dict without the optimiser state and with the float
 weights stored in float16 (``"slim": "float16"``). They load like any other (``load_state_dict``
 casts back to float32) and fine-tune with ``train --init``; resuming one is refused, since the
 optimiser state that exact resume needs is gone.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from rsis_lite.errors import CheckpointError
 from rsis_lite.fileio import atomic_write, remove_stale
 
 FORMAT = 1
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "data" / "checkpoints"   # the shipped files (a checkout)
 REQUIRED = ("system", "model_config", "state_dict")
 TRAINING = ("step", "train_config", "rng")
 
@@ -68,10 +70,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # corrupt, truncated, or not a torch file
-        raise CheckpointError(f"could not read checkpoint {path}: {type(e).__name__}: {e}. "
-                              "It may be truncated or not a rsis-lite checkpoint; delete it and train again") from e
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
+        raise CheckpointError(f"could not read checkpoint {path} ({type(e).__name__}: {first}): it is truncated "
+                              "or not a checkpoint; give a .pt file written by `python -m rsis_lite train`") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "state_dict" not in ckpt:
-        raise CheckpointError(f"{path} is not a rsis-lite checkpoint (format {FORMAT}); delete it and train again")
+        raise CheckpointError(f"{path} is not a rsis-lite checkpoint (format {FORMAT}); give a .pt file written by "
+                              "`python -m rsis_lite train`")
     if "system" not in ckpt and "model" in ckpt:       # the layout before the registry
         ckpt["system"] = ckpt["model"]
     return ckpt
@@ -88,6 +92,47 @@ def validate_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike, need_trai
     if not isinstance(ckpt["model_config"], dict) or not isinstance(ckpt["state_dict"], dict):
         raise CheckpointError(f"{path}: 'model_config' and 'state_dict' must be dicts; "
                               "it was not written by `python -m rsis_lite train`")
+    if not isinstance(ckpt["system"], str):
+        raise CheckpointError(f"{path}: 'system' must be a system name, got {ckpt['system']!r}")
+    bad = _bad_numbers(ckpt["model_config"], "model_config")
+    data = ckpt.get("data")
+    if data is not None and not isinstance(data, dict):
+        bad.append(f"data is a {type(data).__name__}")
+    elif data:
+        size = data.get("size")
+        if size is not None and not (isinstance(size, (list, tuple)) and len(size) == 2
+                                     and all(_is_int(v) and 8 <= v <= MAX_SIDE for v in size)):
+            bad.append(f"data.size {size!r} (need [H, W], each 8..{MAX_SIDE})")
+        n = data.get("max_instances")
+        if n is not None and not (_is_int(n) and 0 <= n <= MAX_INSTANCES):
+            bad.append(f"data.max_instances {n!r} (need 0..{MAX_INSTANCES})")
+    if bad:
+        raise CheckpointError(f"{path} holds values no model of this project has: {'; '.join(bad[:3])}; "
+                              "it is damaged or was not written by `python -m rsis_lite train`")
+
+
+MAX_SIDE = 4096            # the largest image side any command accepts
+MAX_INSTANCES = 1000       # the most instances a checkpoint may claim its data has (the unroll cap follows)
+MAX_CONFIG_INT = 100_000   # no width, depth or count of a model config is larger
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _bad_numbers(cfg: dict[str, Any], where: str) -> list[str]:
+    """Config entries that no buildable model has: negative or huge integers, non-finite floats."""
+    bad = []
+    for k, v in cfg.items():
+        items = v if isinstance(v, (list, tuple)) else [v]
+        for x in items:
+            if isinstance(x, (list, tuple)):
+                bad += _bad_numbers({k: x}, where)
+            elif _is_int(x) and not 0 <= x <= MAX_CONFIG_INT:
+                bad.append(f"{where}.{k} = {x}")
+            elif isinstance(x, float) and not math.isfinite(x):
+                bad.append(f"{where}.{k} = {x}")
+    return bad
 
 
 def slim_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, dtype: str = "float16") -> dict[str, float]:
@@ -107,27 +152,14 @@ def slim_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, dtype: str =
     return {"in_MB": src.stat().st_size / 2**20, "out_MB": dst.stat().st_size / 2**20}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m rsis_lite.checkpoint slim IN OUT [--dtype float16|float32]``."""
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(prog="python -m rsis_lite.checkpoint",
-                                     description="slim a checkpoint for shipping: no optimiser state, float16 weights")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("slim")
-    p.add_argument("src")
-    p.add_argument("dst")
-    p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
-    args = parser.parse_args(argv)
-    try:
-        sizes = slim_checkpoint(args.src, args.dst, args.dtype)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.dst}: {sizes['out_MB']:.1f} MB (from {sizes['in_MB']:.1f} MB)")
-    return 0
+def shipped_checkpoint(system: str, profile_name: str = "quick", data: str = "leaves") -> Path:
+    """Where the shipped checkpoint of ``system`` for ``data`` (``leaves``, ``garden``, ``cvppp_like``)
+    and a profile lives in a repository checkout: ``data/checkpoints/<system>_<data>_<profile>.pt``
+    (it may not exist)."""
+    return CHECKPOINTS / f"{system}_{data}_{profile_name}.pt"
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":   # the old entry point: forwards to the one command layer
+    from rsis_lite.commands import forward_old_entry_point
+
+    raise SystemExit(forward_old_entry_point("rsis_lite.checkpoint", {"slim": "slim"}))

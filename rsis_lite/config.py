@@ -16,6 +16,7 @@ The default is ``full`` when CUDA is available and ``quick`` otherwise; the envi
 """
 from __future__ import annotations
 
+import importlib.metadata as md
 import os
 import platform
 import random
@@ -171,7 +172,6 @@ def seed_everything(seed: int) -> torch.Generator:
 
 def versions() -> dict[str, str]:
     """Versions of Python and the packages that matter for reproducing results."""
-    import importlib.metadata as md
 
     out = {"python": platform.python_version()}
     for pkg in ("torch", "torchvision", "numpy", "scipy", "matplotlib", "ipywidgets", "rsis-lite"):

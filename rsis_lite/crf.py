@@ -63,7 +63,7 @@ delete small leaves the system found; ``keep`` gives an instance left with less 
 fraction of its pixels its original pixels back, so the CRF moves boundaries and leaves the
 instance count (and |DiC|) to the system.
 
-Run ``python -m rsis_lite.crf bench`` for timings and ``python -m rsis_lite.crf search
+Run ``python -m rsis_lite crf-bench`` for timings and ``python -m rsis_lite crf-search
 --checkpoint CKPT`` to choose parameters on validation scenes (written to ``CKPT.crf.json``, which
 ``predict --crf`` and ``evaluate --crf`` read).
 """
@@ -72,7 +72,10 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import resource
+import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -81,15 +84,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
+from rsis_lite.data.instances import relabel_sequential, resize_labels
 from rsis_lite.errors import ConfigError, DataError
+from rsis_lite.fileio import atomic_write_text
+from rsis_lite.metrics import image_scores
 
 METHODS = ("auto", "exact", "fast")
 NORMALIZATIONS = ("symmetric", "none")
 UNARIES = ("sequential", "score", "max")
 EXACT_MAX_PIXELS = 64 * 64          # "auto" uses the dense path up to this many pixels
 WORK_PER_LABEL = 1 << 21            # "fast", stride 0: window work per label and message (530 x 500 x 8)
-CHUNK_ELEMENTS = 1 << 24            # "fast": unfold at most this many floats at once (64 MB)
 
 
 # -- parameters ------------------------------------------------------------------------------------
@@ -145,19 +151,20 @@ class CRFParams:
             return float(v)
 
         for name in ("w_g", "w_b"):
-            if number(name) < 0:
-                raise bad(name, ">= 0")
-        for name in ("theta_gamma", "theta_alpha", "theta_beta", "temperature", "truncate"):
-            if number(name) <= 0:
-                raise bad(name, "> 0")
+            if not 0 <= number(name) <= 1e4:
+                raise bad(name, "in [0, 10000]")
+        for name, hi in (("theta_gamma", 1e3), ("theta_alpha", 1e3), ("theta_beta", 1e3), ("temperature", 1e3),
+                         ("truncate", 10.0)):
+            if not 0 < number(name) <= hi:
+                raise bad(name, f"in (0, {hi:g}]")
         if not 0 < number("eps") <= 1:
             raise bad("eps", "in (0, 1]")
         if not 0 <= number("keep") <= 1:
             raise bad("keep", "in [0, 1]")
-        for name, lo in (("n_iter", 0), ("radius", 0), ("stride", 0)):
+        for name, hi in (("n_iter", 100), ("radius", 256), ("stride", 64)):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise bad(name, f"an integer >= {lo}")
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= hi:
+                raise bad(name, f"an integer from 0 to {hi}")
         for name, choices in (("unary", UNARIES), ("normalize", NORMALIZATIONS), ("method", METHODS)):
             if getattr(self, name) not in choices:
                 raise bad(name, "one of " + ", ".join(choices))
@@ -608,16 +615,6 @@ def prediction_probabilities(pred, params: CRFParams) -> Tensor:
                                   params.unary, params.eps)
 
 
-def relabel_sequential(labels: Tensor, k: int) -> tuple[Tensor, list[int]]:
-    """Label map (H, W) with ids 0..k -> ids 0..K' in the same order, and the surviving old ids."""
-    present = torch.zeros(k + 1, dtype=torch.bool)
-    present[torch.unique(labels).cpu()] = True
-    kept = [i for i in range(1, k + 1) if present[i]]
-    lut = torch.zeros(k + 1, dtype=torch.int64)
-    lut[torch.tensor(kept, dtype=torch.int64)] = torch.arange(1, len(kept) + 1)
-    return lut[labels.cpu()], kept
-
-
 def _check_image(image: Tensor, size: tuple[int, int], name: str = "image") -> Tensor:
     """(3, H, W) or (B, 3, H, W) float in [0, 1] -> [0, 255]; one-line error naming ``name``."""
     if not isinstance(image, Tensor) or image.shape[-2:] != size or image.dim() not in (3, 4):
@@ -675,9 +672,10 @@ def keep_instances(new: Tensor, old: Tensor, k: int, keep: float) -> Tensor:
 
 def _with_labels(pred, labels: Tensor, k: int, keep: float = 0.0):
     """The Prediction with a new label map, keeping only instances still present."""
-    labels = keep_instances(labels, pred.labels.to(labels.device), k, keep)
-    labels, kept = relabel_sequential(labels, k)
-    idx = np.asarray(kept, dtype=np.int64) - 1
+    labels = keep_instances(labels, pred.labels.to(labels.device), k, keep).cpu()   # (H, W) ids 0..k
+    present = torch.unique(labels)
+    idx = present[present > 0].numpy().astype(np.int64) - 1                  # surviving instances, in order
+    labels = relabel_sequential(labels)                                       # ids 1..K' in the same order
     classes = None if pred.classes is None else np.asarray(pred.classes)[idx]
     return pred._replace(labels=labels, scores=np.asarray(pred.scores)[idx],
                          steps=np.asarray(pred.steps)[idx], classes=classes)
@@ -714,7 +712,7 @@ def grid_points(grid: dict[str, Sequence] | Sequence[CRFParams] | None, base: CR
 
 
 def search_params(system, dataset, grid: dict[str, Sequence] | Sequence[CRFParams] | None = None,
-                  device: torch.device | str = "cpu", max_steps: int | None = None,
+                  device: torch.device | str = "cpu", max_steps: int = 30,
                   base: CRFParams | None = None, batch_size: int = 16, history: list | None = None,
                   progress: bool = False) -> CRFParams:
     """Choose CRF parameters for ``system`` on ``dataset`` (validation scenes, never the scored ones).
@@ -724,19 +722,10 @@ def search_params(system, dataset, grid: dict[str, Sequence] | Sequence[CRFParam
     the CRF (among all points when none is). ``history`` (a list) receives one dict per point, the
     first for "no CRF". Filters are built once per image and kernel setting.
     """
-    from tqdm.auto import tqdm
-
-    from rsis_lite.metrics import image_scores
-
     base = base or CRFParams()
     points = grid_points(grid, base)
     if len(dataset) == 0:
         raise DataError("search_params: the dataset is empty")
-    if max_steps is None:
-        from rsis_lite.data.registry import max_instances
-        from rsis_lite.inference import inference_cap
-
-        max_steps = inference_cap(max_instances(dataset))
     system.eval()
     samples = [dataset[i] for i in range(len(dataset))]
     preds, images, gts = [], [], []
@@ -794,8 +783,6 @@ def _fit(labels: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Nearest-neighbour resize of a label map to the ground truth's size (no-op when equal)."""
     if labels.shape == gt.shape:
         return labels
-    from rsis_lite.inference import resize_labels
-
     return resize_labels(torch.as_tensor(labels), tuple(gt.shape)).numpy()
 
 
@@ -806,10 +793,7 @@ def save_search(path: str | Path, best: CRFParams, history: list[dict], info: di
     doc = {"params": best.to_dict(),
            "search": {**info, "without_crf": {k: history[0][k] for k in ("SBD", "abs_DiC")},
                       "points": len(history) - 1, "best_10": top}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(doc, indent=1))
     return path
 
 
@@ -831,9 +815,6 @@ def _bench_inputs(h: int, w: int, labels: int, device: str = "cpu") -> tuple[Ten
 
 def _bench_one(method: str, h: int, w: int, labels: int, n_iter: int, threads: int, device: str) -> dict:
     """Time one refinement (best of 3 after a first, cold, run) and its peak memory increase."""
-    import resource
-    import time
-
     torch.set_num_threads(threads)
     unary, image = _bench_inputs(h, w, labels, device)
     params = CRFParams(method=method, n_iter=n_iter)
@@ -865,8 +846,6 @@ def benchmark(sizes: Sequence[int] = (16, 32, 48, 64), labels: int = 21, n_iter:
     three runs after a cold one, kernel building included; peak is the rise in resident memory
     (CPU) or in allocated memory (CUDA) over the inputs.
     """
-    import subprocess
-
     jobs = [(m, s, s) for s in sizes for m in ("exact", "fast")]
     if large:
         jobs.append(("fast", *large))
@@ -886,76 +865,7 @@ def benchmark(sizes: Sequence[int] = (16, 32, 48, 64), labels: int = 21, n_iter:
     return rows
 
 
-# -- python -m rsis_lite.crf {bench,search} ----------------------------------------------------------
-def main(argv: list[str] | None = None) -> int:
-    """``bench``: the timing table; ``search``: choose parameters for a checkpoint, write CKPT.crf.json."""
-    from rsis_lite.cli import _add_data_args
-    from rsis_lite.errors import RsisError
-    from rsis_lite.validate import OneLineParser, positive_int, side
+if __name__ == "__main__":   # the old entry point: forwards to the one command layer
+    from rsis_lite.commands import forward_old_entry_point
 
-    parser = OneLineParser(prog="python -m rsis_lite.crf",
-                           description="dense-CRF refinement: timings, parameter search")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    p = sub.add_parser("bench", help="exact vs fast time and peak memory")
-    p.add_argument("--sizes", type=side, nargs="+", default=[16, 32, 48, 64])
-    p.add_argument("--labels", type=positive_int, default=21)
-    p.add_argument("--iters", type=positive_int, default=5)
-    p.add_argument("--threads", type=positive_int, default=1)
-    p.add_argument("--large", type=side, nargs=2, default=[530, 500], metavar=("H", "W"))
-    p.add_argument("--device", default="cpu")
-    p = sub.add_parser("search", help="grid search on validation scenes; writes CKPT.crf.json")
-    p.add_argument("--checkpoint", required=True)
-    _add_data_args(p, default_split="val")
-    p.add_argument("--grid", default=None, help="JSON object field -> list of values (default: DEFAULT_GRID)")
-    p.add_argument("--base", default=None, metavar="FILE", help="CRF parameters the grid starts from")
-    p.add_argument("--out", default=None, help="default: CKPT.crf.json")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0)
-    try:
-        if args.command == "bench":
-            benchmark(args.sizes, args.labels, args.iters, args.threads, tuple(args.large), args.device)
-            return 0
-        return _cli_search(args)
-    except RsisError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-def _cli_search(args) -> int:
-    from rsis_lite.config import get_device
-    from rsis_lite.inference import dataset_for_checkpoint, load_system
-    from rsis_lite.validate import check_output_file
-
-    from rsis_lite.data.registry import SEARCH_SEED
-
-    if args.split is None:
-        args.split = "all" if args.data == "folder" else args.default_split
-    if args.data == "leaves" and args.seed is None:
-        args.seed = SEARCH_SEED            # never the validation seed that reproduce scores
-    out = check_output_file(args.out, "--out") or params_path(args.checkpoint)
-    try:
-        grid = json.loads(args.grid) if args.grid else None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"--grid is not a JSON object ({e})") from None
-    if grid is not None and not (isinstance(grid, dict) and all(isinstance(v, list) and v for v in grid.values())):
-        raise ConfigError('--grid must be a JSON object of non-empty lists, e.g. {"w_b": [5, 10]}')
-    base = load_params(args.base, "--base") if args.base else CRFParams()
-    device = get_device(args.device)
-    system, ckpt = load_system(args.checkpoint, device)
-    ds, size, _, cap = dataset_for_checkpoint(args, ckpt)
-    history: list[dict] = []
-    best = search_params(system, ds, grid, device=device, max_steps=cap, base=base, history=history, progress=True)
-    info = {"checkpoint": str(args.checkpoint), "data": args.data, "root": args.root, "split": args.split,
-            "seed": getattr(ds, "seed", None), "n_images": len(ds), "size": list(size) if size else None,
-            "grid": grid or DEFAULT_GRID}
-    save_search(out, best, history, info)
-    row = max(history[1:], key=lambda r: (r["SBD"], -r["abs_DiC"]) if r["params"] == best.to_dict() else (-1, 0))
-    print(f"without CRF: SBD {100 * history[0]['SBD']:.1f}  |DiC| {history[0]['abs_DiC']:.2f}; "
-          f"best of {len(history) - 1}: SBD {100 * row['SBD']:.1f}  |DiC| {row['abs_DiC']:.2f}; wrote {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(forward_old_entry_point("rsis_lite.crf", {"bench": "crf-bench", "search": "crf-search"}))

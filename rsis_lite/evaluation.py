@@ -22,8 +22,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
-from rsis_lite.errors import DataError, RsisError
+from rsis_lite.data.instances import resize_labels
+from rsis_lite.data.io import read_label
+from rsis_lite.errors import DataError
+from rsis_lite.fileio import atomic_write_text
+from rsis_lite.inference import output_name
 from rsis_lite.metrics import (average_precision, average_precision_per_class, class_accuracy, image_scores,
                                summarize)
 
@@ -35,8 +40,6 @@ COLUMNS = (("SBD", "SBD"), ("FBD", "FBD"), ("abs_DiC", "|DiC|"), ("DiC", "DiC"),
 
 def _read_label(path: Path) -> np.ndarray:
     """Label PNG -> int64 (H, W) via the data package's reader (DataError for unreadable files)."""
-    from rsis_lite.data.io import read_label   # lazy: scoring arrays must not need the data package
-
     return read_label(path).numpy().astype(np.int64, copy=False)
 
 
@@ -74,10 +77,18 @@ def _side_json(folder: Path, name: str, parent: bool = False) -> tuple[Path | No
     for cand in (folder / name, folder.parent / name) if parent else (folder / name,):
         if cand.is_file():
             try:
-                return cand, json.loads(cand.read_text())
-            except ValueError as e:
-                raise DataError(f"could not parse {cand}: {e}; re-run predict/export or remove it") from e
+                data = json.loads(cand.read_text(), parse_constant=_refuse_constant)
+            except (ValueError, UnicodeDecodeError) as e:
+                raise DataError(f"could not parse {cand}: {e}; re-run predict/export or remove it") from None
+            if not isinstance(data, dict):
+                raise DataError(f"{cand} must hold a JSON object {{file: [...]}}, not a {type(data).__name__}; "
+                                "re-run predict/export or remove it")
+            return cand, data
     return None, None
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number")
 
 
 def _side_lists(path: Path | None, data: dict[str, Any] | None, keys: Sequence[str], what: str):
@@ -88,7 +99,23 @@ def _side_lists(path: Path | None, data: dict[str, Any] | None, keys: Sequence[s
     if missing:
         raise DataError(f"{path} has no {what} for {len(missing)} image(s), e.g. {missing[0]!r}; "
                         f"re-run the command that wrote it")
+    for k in keys:
+        v = data[k]
+        ok = isinstance(v, list) and all(_valid_entry(x, what) for x in v)
+        if not ok:
+            rule = "finite numbers in [0, 1]" if what == "scores" else "class ids from 1 to 1000000"
+            raise DataError(f"{path}: the {what} of {k!r} must be a list of {rule}, got {str(v)[:60]}; "
+                            "re-run the command that wrote it")
     return [data[k] for k in keys]
+
+
+def _valid_entry(x: Any, what: str) -> bool:
+    """A score: a finite number in [0, 1]; a class: an integer id in 1..10^6."""
+    if isinstance(x, bool):
+        return False
+    if what == "scores":
+        return isinstance(x, (int, float)) and math.isfinite(x) and 0.0 <= x <= 1.0
+    return isinstance(x, int) and 1 <= x <= 1_000_000
 
 
 def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, glob: str = "*.png") -> dict[str, Any]:
@@ -111,6 +138,8 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, glob: str = "*.pn
     for gpath in gt_files:
         gt = _read_label(gpath)
         ppath = pred_dir / gpath.name
+        if not ppath.is_file():                       # predict writes PNG whatever the label files are
+            ppath = pred_dir / (gpath.stem + ".png")
         if ppath.is_file():
             pred = _read_label(ppath)
             if pred.shape != gt.shape:
@@ -185,54 +214,36 @@ def format_table(result: dict[str, Any], per_image: bool = True) -> str:
     return "\n".join(out)
 
 
-def _to_json_ready(obj: Any) -> Any:
+def to_json_ready(obj: Any) -> Any:
     """numpy scalars -> Python numbers so json.dump works; nan stays nan (json writes NaN)."""
     if isinstance(obj, dict):
-        return {k: _to_json_ready(v) for k, v in obj.items()}
+        return {k: to_json_ready(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_to_json_ready(v) for v in obj]
+        return [to_json_ready(v) for v in obj]
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
 
 
-def _evaluate_checkpoint(args) -> dict[str, Any]:
-    """Predict ``args.data`` with ``args.checkpoint`` and score it, AP included.
+def score_predictions(setup, preds: Sequence[tuple[np.ndarray, Any]]) -> dict[str, Any]:
+    """Score :func:`rsis_lite.inference.predict_full`'s output for a :class:`rsis_lite.inference.Setup`,
+    AP included (and class figures when both sides have classes).
 
-    The model sees the images at its training size and unrolls at most the inference cap that
-    ``predict`` uses (:func:`rsis_lite.inference.dataset_for_checkpoint`); predictions come back at
-    each image's size on disk and are scored against the labels at that size, read from a second,
-    un-resized view of the dataset -- scoring at the model's size would flatter it.
+    Predictions come back at each image's size on disk and are scored against the labels at that
+    size, read from a second, un-resized view of the dataset -- scoring at the model's size would
+    flatter the model. Synthetic scenes are rendered at the model's size (another size would be
+    other scenes), so their ground truth is the dataset itself.
     """
-    import torch
-
-    try:
-        from rsis_lite.config import get_device
-        from rsis_lite.data.registry import load_dataset
-        from rsis_lite.inference import (crf_from_args, dataset_for_checkpoint, load_system, output_name,
-                                         predict_full, predict_kw, resize_labels, tta_fuse)
-    except ImportError as e:
-        raise RsisError(f"evaluate --checkpoint needs the inference and data modules, which failed to "
-                        f"import ({e}); score PNG folders with --pred/--gt instead") from e
-
-    device = get_device(args.device)
-    crf, crf_source = crf_from_args(args)
-    system, ckpt = load_system(args.checkpoint, device)
-    ds, size, common, cap = dataset_for_checkpoint(args, ckpt)
-    # Synthetic scenes are rendered at the model's size (another size would be other scenes), so
-    # their ground truth is the dataset itself; files are scored at their size on disk.
-    gt_ds = ds if size is None or args.data in ("leaves", "garden") else load_dataset(args.data, size=None, **common)
+    ds, data = setup.dataset, setup.data
+    gt_ds = ds if setup.size is None or data.kind in ("leaves", "garden") else data.load(setup.profile, None)
     if len(gt_ds) != len(ds):
-        raise DataError(f"{args.data}: {len(ds)} images at size {size} but {len(gt_ds)} at full size")
-    preds = predict_full(system, ds, device=device, max_steps=cap, progress=True, crf=crf, tta=args.tta,
-                         fuse=tta_fuse(args), **predict_kw(args, system))
+        raise DataError(f"{data.kind}: {len(ds)} images at size {setup.size} but {len(gt_ds)} at full size")
     names, labels, scores, gts, pcls, gcls = [], [], [], [], [], []
     for i, (lab, p) in enumerate(preds):
         item = gt_ds[i]                                      # (image, labels[, classes])
         gt = item[1]
-        lab_t = resize_labels(torch.as_tensor(lab), tuple(gt.shape))  # no-op when sizes agree
         names.append(output_name(ds, i))
-        labels.append(lab_t.numpy())
+        labels.append(resize_labels(torch.as_tensor(lab), tuple(gt.shape)).numpy())  # no-op when sizes agree
         scores.append(np.asarray(p.scores))
         gts.append(gt.numpy())
         pcls.append(p.classes)
@@ -240,54 +251,12 @@ def _evaluate_checkpoint(args) -> dict[str, Any]:
     with_classes = all(c is not None for c in pcls) and all(c is not None for c in gcls)
     result = evaluate_pairs(names, labels, gts, scores=scores, pred_classes=pcls if with_classes else None,
                             gt_classes=gcls if with_classes else None)
-    result["checkpoint"] = str(args.checkpoint)
-    result["system"] = ckpt["system"]
-    result["max_steps"] = cap
-    result["data"] = {"kind": args.data, "root": args.root, "split": args.split, "family": args.family,
-                      "size": list(size) if size else None}
-    if crf is not None:
-        result["crf"] = {"params": crf.to_dict(), "source": crf_source}
+    result.update(system=setup.ckpt["system"], max_steps=setup.cap,
+                  data={"kind": data.kind, "root": data.root, "split": data.split, "family": data.family,
+                        "size": list(setup.size) if setup.size else None})
     return result
 
 
-def cli_evaluate(args) -> int:
-    """``python -m rsis_lite evaluate``: --pred/--gt folders, or --checkpoint on a dataset."""
-    from rsis_lite.validate import check_output_file
-
-    check_output_file(args.json, "--json")                 # before the work, not after it
-    if args.pred is not None or args.gt is not None:
-        if args.pred is None or args.gt is None:
-            raise RsisError("evaluate needs both --pred PRED_DIR and --gt GT_DIR (or --checkpoint CKPT)")
-        if args.checkpoint is not None:
-            raise RsisError("give either --pred/--gt folders or --checkpoint, not both")
-        if getattr(args, "crf", False):
-            raise RsisError("--crf needs --checkpoint: it refines a system's soft masks, which label PNGs "
-                            "do not have (predict --crf writes refined PNGs to score with --pred/--gt)")
-        if getattr(args, "overlap", None):
-            raise RsisError("--overlap needs --checkpoint: it decides how a system's soft masks become a label "
-                            "map (predict --overlap writes label PNGs to score with --pred/--gt)")
-        if getattr(args, "stop_threshold", None) is not None:
-            raise RsisError("--stop-threshold needs --checkpoint: it decides when a system stops unrolling "
-                            "(predict --stop-threshold writes label PNGs to score with --pred/--gt)")
-        if getattr(args, "tta", "none") != "none":
-            raise RsisError("--tta needs --checkpoint: it runs the system on flipped views of each image "
-                            "(predict --tta writes label PNGs to score with --pred/--gt)")
-        if getattr(args, "tta_fuse", None) is not None:
-            raise RsisError("--tta-fuse needs --checkpoint and --tta flip|d8 (predict --tta d8 --tta-fuse vote "
-                            "writes label PNGs to score with --pred/--gt)")
-        result = evaluate_folders(args.pred, args.gt, glob=args.glob)
-    elif args.checkpoint is not None:
-        result = _evaluate_checkpoint(args)
-    else:
-        raise RsisError("nothing to evaluate: pass --pred PRED_DIR --gt GT_DIR to score label PNGs, "
-                        "or --checkpoint CKPT [--data ...] to predict and score")
-    print(format_table(result))
-    if "crf" in result:
-        print(f"label maps refined by the dense CRF ({result['crf']['source']})")
-    if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w") as f:
-            json.dump(_to_json_ready(result), f, indent=2)
-        print(f"wrote {path}")
-    return 0
+def write_json(path: str | Path, result: dict[str, Any]) -> Path:
+    """Write a result dict as JSON (numpy numbers as Python numbers), atomically."""
+    return atomic_write_text(path, json.dumps(to_json_ready(result), indent=2))

@@ -1,4 +1,4 @@
-"""``python -m rsis_lite export``: write any dataset as an ``images/`` + ``labels/`` folder.
+"""Writing any dataset as an ``images/`` + ``labels/`` folder (``python -m rsis_lite export``).
 
 Turns synthetic scenes into files so the same ``predict`` / ``evaluate`` commands that score a
 user's own folder score them too (``--data folder --root DIR``). ``--layout cvppp`` writes the CVPPP
@@ -14,6 +14,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from rsis_lite.data.io import write_label
+from rsis_lite.errors import DataError
+from rsis_lite.fileio import atomic_write_text
+
 
 def to_rgb8(image) -> np.ndarray:
     """Image (3, H, W) float in [0, 1] -> (H, W, 3) uint8, rounded."""
@@ -23,9 +27,6 @@ def to_rgb8(image) -> np.ndarray:
 def export_dataset(dataset, out: str | Path) -> int:
     """Write ``dataset[i] -> (image (3, H, W) in [0, 1], labels (H, W)[, classes (K,)])`` as PNGs
     named by ``ids``; datasets with classes also get ``classes.json`` ({stem: [class of instance 1, ...]})."""
-    from rsis_lite.data.io import write_label
-    from rsis_lite.fileio import atomic_write_text
-
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "labels").mkdir(parents=True, exist_ok=True)
@@ -53,9 +54,6 @@ def export_cvppp(dataset, out: str | Path, family: str = "A1") -> int:
     ``<out>/<family>/plantNNN_rgb.png`` (RGBA, alpha 255), ``plantNNN_label.png`` (palette PNG,
     pixel = leaf id) and ``<family>.csv`` (``plantNNN_rgb.png, <leaf count>``), plants numbered
     from 001 in the dataset's order."""
-    from rsis_lite.errors import DataError
-    from rsis_lite.fileio import atomic_write_text
-
     folder = Path(out) / family
     folder.mkdir(parents=True, exist_ok=True)
     palette = np.random.default_rng(0).integers(0, 256, size=(256, 3)).astype(np.uint8)  # (256, 3)
@@ -76,41 +74,3 @@ def export_cvppp(dataset, out: str | Path, family: str = "A1") -> int:
         lines.append(f"plant{j:03d}_rgb.png, {len(np.unique(lab[lab > 0]))}")
     atomic_write_text(folder / f"{family}.csv", "\n".join(lines) + "\n")
     return len(dataset)
-
-
-def cli_export(args) -> int:
-    from rsis_lite.config import get_profile
-    from rsis_lite.data.registry import load_dataset
-    from rsis_lite.errors import ConfigError
-    from rsis_lite.validate import check_output_dir, input_folders
-
-    leaves = (dict(min_leaves=args.leaves[0], max_leaves=args.leaves[1])
-              if args.leaves and args.data in ("leaves", "garden") else {})
-    if args.data == "leaves" and getattr(args, "style", None):
-        leaves["style"] = args.style
-    ds = load_dataset(args.data, root=args.root, split=args.split, profile=get_profile(args.profile),
-                      seed=args.seed, num=args.num, size=tuple(args.size) if args.size else None, family=args.family,
-                      **leaves)
-    out = Path(args.out)
-    if getattr(args, "layout", "folder") == "cvppp":
-        if args.data != "leaves":
-            raise ConfigError(f"--layout cvppp writes synthetic leaf scenes only (--data leaves), not --data "
-                              f"{args.data}; use --layout folder")
-        names = cvppp_names(len(ds), args.family)
-        check_output_dir(out, input_folders(ds), will_write=names, overwrite=args.overwrite)
-        stale = sorted({q.name for q in (out / args.family).glob("plant*_*.png")} - {Path(n).name for n in names})
-        if stale:
-            raise ConfigError(f"--out {out / args.family} already holds {stale[0]} and {len(stale) - 1} more plant "
-                              "files this export would not replace (the CVPPP reader would mix them in); "
-                              "choose an empty folder")
-        n = export_cvppp(ds, out, args.family)
-        print(f"wrote {n} synthetic plants in the CVPPP layout to {out / args.family} "
-              f"(for --data cvppp --root {out} --family {args.family})")
-        return 0
-    names = [f"{sub}/{name}.png" for name in ds.ids for sub in ("images", "labels")]
-    if args.data == "garden" or getattr(ds, "classes", None):
-        names.append("classes.json")
-    check_output_dir(out, input_folders(ds), will_write=names, overwrite=args.overwrite)
-    n = export_dataset(ds, out)
-    print(f"wrote {n} images and label maps to {args.out}/images and {args.out}/labels")
-    return 0

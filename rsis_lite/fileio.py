@@ -7,10 +7,13 @@ files left behind by a killed process (SIGKILL runs no cleanup) are removed by t
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
+
+from rsis_lite.errors import ConfigError
 
 TMP_SUFFIX = ".tmp"
 
@@ -55,3 +58,39 @@ def remove_stale(folder: Path, prefix: str) -> None:
             p.unlink()
         except OSError:
             pass
+
+
+class OutputLock:
+    """An exclusive lock on an output file for the life of a ``with`` block: a second run writing the
+    same file fails at once with a message naming the first (``flock`` on ``.<name>.lock`` beside it,
+    released by the kernel when a process dies, so a killed run never leaves a stale lock)."""
+
+    def __init__(self, target: str | os.PathLike, flag: str = "--out") -> None:
+        self.target = Path(target)
+        self.path = self.target.with_name(f".{self.target.name}.lock")
+        self.flag = flag
+        self.fd: int | None = None
+
+    def __enter__(self) -> "OutputLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise ConfigError(f"{self.flag} {self.target} is being written by another run (process {other}); "
+                              "wait for it to finish or choose another output") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+            os.close(self.fd)
+            self.fd = None

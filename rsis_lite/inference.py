@@ -1,27 +1,94 @@
 """Inference for any registered system: load a checkpoint, predict a dataset, write label maps.
 
-Each system owns its stop rule and post-processing (:meth:`System.predict`); this module only
-batches images, resizes label maps back to each image's size on disk, decides how many steps a
-system may unroll (:func:`inference_cap`) and writes files.
+Each system owns its stop rule and post-processing defaults (:class:`rsis_lite.systems.base.System`);
+this module batches images, applies the options a user chose (:class:`InferenceOptions`: step cap,
+stop threshold, overlap rule, test-time augmentation, dense CRF), resizes label maps back to each
+image's size on disk, decides how many steps a system may unroll (:func:`inference_cap`) and
+writes files. Every command that predicts (``predict``, ``evaluate --checkpoint``, ``crf-search``)
+goes through :func:`prepare` and :func:`predict_full`, so they see the same inputs and cap.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor
+from tqdm.auto import tqdm
 
-from rsis_lite.checkpoint import load_checkpoint, validate_checkpoint
+from rsis_lite.checkpoint import load_checkpoint, state_is_finite, validate_checkpoint
+from rsis_lite.config import PROFILES, get_profile
+from rsis_lite.crf import CRFParams, refine_predictions
+from rsis_lite.data.instances import check_overlap, resize_labels
+from rsis_lite.data.io import write_label
+from rsis_lite.data.registry import DataOptions, max_instances
 from rsis_lite.errors import CheckpointError, ConfigError, RsisError
-from rsis_lite.systems import Prediction, System, build, get_system  # noqa: F401  (Prediction re-exported)
+from rsis_lite.fileio import atomic_write_text
+from rsis_lite.metrics import image_scores, summarize
+from rsis_lite.systems import Prediction, System, build, get_system
 from rsis_lite.tta import VIEWS, check_fuse, check_tta, tta_predict
+
+__all__ = ["CAP_MARGIN", "DEFAULT_CAP", "InferenceOptions", "Prediction", "Setup", "default_input_size",
+           "inference_cap", "load_system", "make_evaluator", "output_name", "predict_dataset", "predict_full",
+           "prepare", "resize_labels", "trained_max_instances", "write_predictions"]
 
 CAP_MARGIN = 4       # steps allowed beyond the most instances the data or the training data can have
 DEFAULT_CAP = 30     # when neither is known (the paper's order of magnitude)
+MAX_CAP = 1004       # the most steps any image may unroll (checkpoint.MAX_INSTANCES + CAP_MARGIN)
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How a system's steps become label maps, beyond its own defaults (``None``: the system's).
+
+    ``max_steps``: the unroll cap (None: :data:`DEFAULT_CAP`, or :func:`prepare`'s cap for the data);
+    ``stop_threshold``: run while the stop probability is >= this; ``overlap``: ``first`` or
+    ``argmax``; ``tta``: ``none``, ``flip`` or ``d8`` views (:mod:`rsis_lite.tta`); ``fuse``:
+    ``average`` or ``vote`` (needs ``tta``; None: average); ``crf``: dense-CRF parameters, and
+    ``crf_source``: where they came from (for messages).
+    """
+
+    max_steps: int | None = None
+    stop_threshold: float | None = None
+    overlap: str | None = None
+    tta: str = "none"
+    fuse: str | None = None
+    crf: CRFParams | None = None
+    crf_source: str = ""
+
+    def __post_init__(self) -> None:
+        check_tta(self.tta)
+        if self.fuse is not None:
+            check_fuse(self.fuse)
+            if self.tta == "none":
+                raise ConfigError("--tta-fuse needs --tta flip or --tta d8 (it says how their views are fused); "
+                                  "add --tta d8 or leave --tta-fuse out")
+        if self.overlap is not None:
+            check_overlap(self.overlap)
+        if self.stop_threshold is not None and not 0.0 <= float(self.stop_threshold) <= 1.0:
+            raise ConfigError(f"--stop-threshold must be in [0, 1], got {self.stop_threshold}")
+        if self.max_steps is not None and not 1 <= int(self.max_steps) <= 10_000:
+            raise ConfigError(f"max_steps must be in [1, 10000], got {self.max_steps}")
+
+    def with_(self, **changes: Any) -> "InferenceOptions":
+        return replace(self, **changes)
+
+    def post(self) -> dict[str, Any]:
+        """The post-processing keywords of :meth:`System.predict` the user set (the rest: the system's)."""
+        kw = {"stop_threshold": self.stop_threshold, "overlap": self.overlap}
+        return {k: v for k, v in kw.items() if v is not None}
+
+    def describe(self) -> str:
+        """What a command prints after predicting, e.g. ``, masks averaged over 8 views (--tta d8)``."""
+        out = ""
+        if self.tta != "none":
+            how = "instances voted and masks averaged" if self.fuse == "vote" else "masks averaged"
+            out += f", {how} over {len(VIEWS[self.tta])} views (--tta {self.tta})"
+        if self.crf is not None:
+            out += f", refined by the dense CRF ({self.crf_source or 'given parameters'})"
+        return out
 
 
 def load_system(path: str | Path, device: torch.device | str = "cpu", expect: str | None = None
@@ -40,12 +107,27 @@ def load_system(path: str | Path, device: torch.device | str = "cpu", expect: st
         get_system(name)
     except RsisError:
         raise CheckpointError(f"{path} holds system {name!r}, which this version does not know") from None
+    if not state_is_finite(ckpt["state_dict"]):
+        raise CheckpointError(f"{path} holds weights that are not finite (NaN or inf); it cannot predict, "
+                              "use an earlier checkpoint or train again")
     system = build(name, ckpt["model_config"], for_loading=True)
+    missing, unexpected = _key_mismatch(system, ckpt["state_dict"])
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: its weights do not fit a {name} model of its stored configuration "
+                              f"({len(missing)} missing, e.g. {missing[:1]}; {len(unexpected)} unexpected, e.g. "
+                              f"{unexpected[:1]}); it is damaged or not a {name} checkpoint")
     try:
         system.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit the stored configuration ({e})") from e
+        first = str(e).strip().splitlines()[-1].strip()[:160]
+        raise CheckpointError(f"{path}: its weights do not fit the stored configuration ({first})") from None
     return system.to(device).eval(), ckpt
+
+
+def _key_mismatch(system: System, state: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Weight names the model has but the checkpoint lacks, and the reverse."""
+    have = set(system.state_dict())
+    return sorted(have - set(state)), sorted(set(state) - have)
 
 
 def trained_max_instances(ckpt: dict[str, Any]) -> int | None:
@@ -54,8 +136,6 @@ def trained_max_instances(ckpt: dict[str, Any]) -> int | None:
     if data.get("max_instances"):
         return int(data["max_instances"])
     if data.get("kind") == "leaves":                   # checkpoints written before the field existed
-        from rsis_lite.config import PROFILES
-
         prof = PROFILES.get(data.get("profile") or "quick", PROFILES["quick"])
         return prof.max_leaves
     return None
@@ -66,53 +146,37 @@ def inference_cap(data_max: int | None, trained_max: int | None = None) -> int:
     count the data can have and the one the model was trained on. A model trained on 2-8 leaves
     may still be asked to find 20; a model trained on 20 is never cut at 10."""
     known = [n for n in (data_max, trained_max) if n]
-    return max(known) + CAP_MARGIN if known else DEFAULT_CAP
+    cap = max(known) + CAP_MARGIN if known else DEFAULT_CAP
+    if cap > MAX_CAP:
+        raise ConfigError(f"{cap} steps per image is more than the {MAX_CAP} a recurrent model can unroll here "
+                          "(the data or the checkpoint claims that many instances); check the data")
+    return cap
 
 
-def resize_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
-    """Nearest-neighbour resize of a label map (H, W) -> size; ids are kept exactly."""
-    if tuple(labels.shape) == tuple(size):
-        return labels
-    return F.interpolate(labels[None, None].float(), size=size, mode="nearest")[0, 0].long()
+def predict_full(system: System | str | Path, dataset, options: InferenceOptions | None = None,
+                 device: torch.device | str = "cpu", batch_size: int = 16, progress: bool = False
+                 ) -> list[tuple[np.ndarray, Prediction]]:
+    """Predict every image of ``dataset`` with ``options``; returns ``(label_map int64 (H0, W0),
+    Prediction)`` per image, the label map at the image's original size when the dataset knows it
+    (``dataset.original_size(i)``), the Prediction at the size the system saw.
 
-
-def predict_dataset(system: System | str | Path, dataset, device: torch.device | str = "cpu",
-                    max_steps: int = DEFAULT_CAP, batch_size: int = 16, progress: bool = False, crf=None,
-                    tta: str = "none", fuse: str = "average", **predict_kw) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Predict every image of ``dataset``; returns ``(label_map int64 (H0, W0), scores (K,))`` per image
-    at the image's original size when the dataset knows it (``dataset.original_size(i)``)."""
-    return [(lab, p.scores) for lab, p in predict_full(system, dataset, device, max_steps, batch_size,
-                                                          progress, crf=crf, tta=tta, fuse=fuse, **predict_kw)]
-
-
-def predict_full(system: System | str | Path, dataset, device: torch.device | str = "cpu",
-                 max_steps: int = DEFAULT_CAP, batch_size: int = 16, progress: bool = False, crf=None,
-                 tta: str = "none", fuse: str = "average", **predict_kw) -> list[tuple[np.ndarray, Prediction]]:
-    """Like :func:`predict_dataset`, keeping each image's whole :class:`Prediction`.
-
-    ``tta`` (``none``, ``flip``, ``d8``: :mod:`rsis_lite.tta`) predicts every image in flipped and
-    transposed views too and averages each instance's mask over them; ``fuse="vote"`` lets the views
-    also choose which instances are kept (:func:`rsis_lite.tta.vote`).
-
-    ``crf`` (a :class:`rsis_lite.crf.CRFParams`) refines each prediction with the dense CRF on the
-    image the system saw, before the label map is resized back.
+    ``options.tta`` predicts every image in flipped and transposed views too and fuses them
+    (:func:`rsis_lite.tta.tta_predict`); ``options.crf`` refines each prediction with the dense CRF
+    on the image the system saw, before the label map is resized back.
     """
-    from tqdm.auto import tqdm
-
-    check_tta(tta)
-    check_fuse(fuse)
+    opts = options or InferenceOptions()
     if not isinstance(system, torch.nn.Module):
         system, _ = load_system(system, device)
+    max_steps = opts.max_steps or DEFAULT_CAP
     out: list[tuple[np.ndarray, Prediction]] = []
     idx = list(range(len(dataset)))
     for start in tqdm(range(0, len(idx), batch_size), disable=not progress, desc="predict"):
         chunk = idx[start:start + batch_size]
         images = torch.stack([dataset[i][0] for i in chunk]).to(device)       # (b, 3, H, W)
-        preds = tta_predict(system, images, tta, max_steps=max_steps, fuse=fuse, **predict_kw)
-        if crf is not None:
-            from rsis_lite.crf import refine_predictions
-
-            preds = refine_predictions(preds, images, crf)
+        preds = tta_predict(system, images, opts.tta, max_steps=max_steps, fuse=opts.fuse or "average",
+                            **opts.post())
+        if opts.crf is not None:
+            preds = refine_predictions(preds, images, opts.crf)
         for i, p in zip(chunk, preds):
             lab = p.labels
             if hasattr(dataset, "original_size"):
@@ -121,11 +185,16 @@ def predict_full(system: System | str | Path, dataset, device: torch.device | st
     return out
 
 
+def predict_dataset(system: System | str | Path, dataset, options: InferenceOptions | None = None,
+                    device: torch.device | str = "cpu", batch_size: int = 16, progress: bool = False
+                    ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`predict_full` keeping only ``(label_map (H0, W0), scores (K,))`` per image."""
+    return [(lab, p.scores) for lab, p in predict_full(system, dataset, options, device, batch_size, progress)]
+
+
 def make_evaluator(dataset, max_steps: int = DEFAULT_CAP, device: torch.device | str = "cpu",
                    batch_size: int = 32) -> Callable[[System], dict[str, float]]:
     """A function system -> mean SBD, |DiC|, FBD on a fixed validation set (labels read once)."""
-    from rsis_lite.metrics import image_scores, summarize
-
     samples = [dataset[i] for i in range(len(dataset))]                  # read/render each scene once
     images = torch.stack([item[0] for item in samples])                   # (N, 3, H, W)
     gts = [item[1].numpy() for item in samples]
@@ -143,114 +212,87 @@ def make_evaluator(dataset, max_steps: int = DEFAULT_CAP, device: torch.device |
 
 
 def output_name(dataset, i: int) -> str:
-    """File name of image i's predicted label PNG: like the input's label file when known."""
+    """File name of image i's predicted label PNG: the input's label file name when known (with the
+    extension ``.png``: that is what is written), else ``<id>.png``."""
     if hasattr(dataset, "label_name"):
-        return dataset.label_name(i)
+        return str(Path(dataset.label_name(i)).with_suffix(".png"))
     return f"{dataset.ids[i]}.png"
 
 
 def default_input_size(ckpt: dict[str, Any], kind: str, prof) -> tuple[int, int] | None:
-    """(H, W) to resize inputs to before the model: the size it was trained at when the checkpoint
-    records one, CVPPP's paper size, the profile's size for folders, else None (keep the size).
-    ``predict`` and ``evaluate --checkpoint`` share it so both see the same inputs."""
+    """(H, W) to resize inputs to before the model: the size it was trained at (recorded in the
+    checkpoint, or, for synthetic training data recorded without a size, its profile's image size),
+    CVPPP's paper size for CVPPP, the profile's size for folders, else None (keep the size). A checkpoint
+    trained at 64 x 64 is therefore never fed 128 x 128 images because ``RSIS_PROFILE=full`` is set."""
     data = ckpt.get("data") or {}
     if data.get("size"):
-        return tuple(data["size"])
+        return tuple(int(v) for v in data["size"])
     if kind == "cvppp":
         return tuple(prof.cvppp_size)
-    if kind in ("folder",):
+    if data.get("kind") in ("leaves", "garden") and data.get("profile") in PROFILES:
+        side = PROFILES[data["profile"]].image_size
+        return (side, side)
+    if kind == "folder":
         s = prof.image_size
         return (s, s)
     return None
 
 
-def dataset_for_checkpoint(args, ckpt: dict[str, Any], size_override=None):
-    """The dataset ``predict`` / ``evaluate --checkpoint`` read, at the checkpoint's input size,
-    and the inference cap for it. Both commands call this, so they see the same inputs and cap."""
-    from rsis_lite.config import get_profile
-    from rsis_lite.data.registry import load_dataset, max_instances
+class Setup(NamedTuple):
+    """A checkpoint ready to predict a dataset: what :func:`prepare` returns."""
 
-    prof = get_profile(args.profile)
-    size = tuple(args.size) if args.size else default_input_size(ckpt, args.data, prof)
-    leaves = dict(min_leaves=args.leaves[0], max_leaves=args.leaves[1]) if getattr(args, "leaves", None) else {}
-    common = dict(root=args.root, split=args.split, profile=prof, seed=args.seed, num=args.num,
-                  family=args.family, **(leaves if args.data in ("leaves", "garden") else {}))
-    if args.data == "leaves":          # --style, else the style of the checkpoint's synthetic scenes
-        trained = ckpt.get("data") or {}
-        style = getattr(args, "style", None) or (trained.get("style") if trained.get("kind") == "leaves" else None)
-        if style:
-            common["style"] = style
-    ds = load_dataset(args.data, size=size, **common)
+    system: System
+    ckpt: dict[str, Any]
+    dataset: Any               # the images at the model's input size
+    size: tuple[int, int] | None
+    cap: int                   # steps the system may unroll on this data
+    data: DataOptions
+    profile: Any
+
+
+def prepare(checkpoint: str | Path, data: DataOptions, profile: str | None = None,
+            size: tuple[int, int] | None = None, device: torch.device | str = "cpu") -> Setup:
+    """Load ``checkpoint`` and the dataset it will predict, at the checkpoint's input size (``size``
+    overrides it), with the inference cap for both. Synthetic leaves default to the style of the
+    checkpoint's own training scenes."""
+    system, ckpt = load_system(checkpoint, device)
+    prof = get_profile(profile)
+    size = tuple(size) if size else default_input_size(ckpt, data.kind, prof)
+    trained = ckpt.get("data") or {}
+    if data.kind == "leaves" and not data.style and trained.get("kind") == "leaves" and trained.get("style"):
+        data = data.with_(style=trained["style"])
+    ds = data.load(prof, size)
     if len(ds) == 0:
-        raise RsisError(f"no images in {args.data} ({args.root or ''}, split {args.split}); check --root / --split")
+        raise RsisError(f"no images in {data.kind} ({data.root or ''}, split {data.split}); check --root / --split")
     cap = inference_cap(max_instances(ds), trained_max_instances(ckpt))
-    return ds, size, common, cap
+    return Setup(system, ckpt, ds, size, cap, data, prof)
 
 
-def tta_fuse(args) -> str:
-    """``--tta-fuse`` (``average`` when not given); refused without ``--tta flip|d8``."""
-    fuse = getattr(args, "tta_fuse", None)
-    if fuse is None:
-        return "average"
-    if getattr(args, "tta", "none") == "none":
-        raise ConfigError("--tta-fuse needs --tta flip or --tta d8 (it says how their views are fused); "
-                          "add --tta d8 or leave --tta-fuse out")
-    return fuse
+def prediction_outputs(out: str | Path, names: list[str]) -> list[Path]:
+    """Every file :func:`write_predictions` may write or replace in ``out`` (for the output guard)."""
+    out = Path(out)
+    return [out / n for n in names] + [out / "scores.json", out / "classes.json"]
 
 
-def predict_kw(args, system: System) -> dict[str, str | float]:
-    """Keywords for ``system.predict`` from ``--overlap`` and ``--stop-threshold``; each one left out
-    when not given, so the system's own default applies. The stop threshold goes to the system's own
-    keyword (:attr:`System.stop_kwarg`: RIS ``conf_threshold``, RSIS ``stop_threshold``, attention
-    ``score_threshold``)."""
-    kw: dict[str, str | float] = {}
-    if getattr(args, "overlap", None):
-        kw["overlap"] = args.overlap
-    if getattr(args, "stop_threshold", None) is not None:
-        if not system.stop_kwarg:
-            raise ConfigError(f"--stop-threshold: the {system.name} system has no stop rule to set; leave it out")
-        kw[system.stop_kwarg] = float(args.stop_threshold)
-    return kw
-
-
-def cli_predict(args) -> int:
-    """``python -m rsis_lite predict``: one label PNG per image plus ``scores.json``."""
-    from rsis_lite.config import get_device
-    from rsis_lite.data.io import write_label
-    from rsis_lite.validate import check_output_dir, input_folders
-
-    out = Path(args.out)
-    device = get_device(args.device)
-    crf, crf_source = crf_from_args(args)
-    system, ckpt = load_system(args.checkpoint, device)
-    ds, _, _, cap = dataset_for_checkpoint(args, ckpt)
-    names = [output_name(ds, i) for i in range(len(ds))]
-    check_output_dir(out, input_folders(ds), will_write=names + ["scores.json"], overwrite=args.overwrite)
-    fuse = tta_fuse(args)
-    preds = predict_full(system, ds, device=device, max_steps=cap, progress=True, crf=crf, tta=args.tta,
-                         fuse=fuse, **predict_kw(args, system))
+def write_predictions(out: str | Path, names: list[str], preds: list[tuple[np.ndarray, Prediction]],
+                      written: list[str] | None = None) -> None:
+    """One label PNG per image (``names``), then ``scores.json`` ({file: [score of instance 1, ...]})
+    and, for systems with classes, ``classes.json`` ({stem: [class of instance 1, ...]}), each
+    atomically. A ``classes.json`` left by an earlier system is removed when these predictions have
+    no classes (it would describe other instances). ``written`` (a list) receives each file name as
+    it is written, so an interrupted run can say how far it got."""
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     scores, classes = {}, {}
     for name, (lab, p) in zip(names, preds):
         write_label(out / name, lab)
+        if written is not None:
+            written.append(name)
         scores[name] = [round(float(s), 5) for s in p.scores]
         if p.classes is not None:
             classes[Path(name).stem] = [int(c) for c in p.classes]
-    (out / "scores.json").write_text(json.dumps(scores, indent=1))
+    atomic_write_text(out / "scores.json", json.dumps(scores, indent=1))
     if classes:
-        (out / "classes.json").write_text(json.dumps(classes, indent=1))
-    refined = f", refined by the dense CRF ({crf_source})" if crf is not None else ""
-    how = "instances voted and masks averaged" if fuse == "vote" else "masks averaged"
-    views = f", {how} over {len(VIEWS[args.tta])} views (--tta {args.tta})" if args.tta != "none" else ""
-    print(f"wrote {len(preds)} label maps and scores.json to {out} (at most {cap} steps per image{views}{refined})")
-    return 0
-
-
-def crf_from_args(args):
-    """``--crf`` / ``--crf-params``: (CRFParams, where they came from), or (None, None) without --crf.
-    Read before any work, so a bad parameter file fails at the door."""
-    if not getattr(args, "crf", False):
-        return None, None
-    from rsis_lite.crf import resolve_params
-
-    return resolve_params(getattr(args, "checkpoint", None), getattr(args, "crf_params", None))
+        atomic_write_text(out / "classes.json", json.dumps(classes, indent=1))
+    elif (out / "classes.json").exists():
+        (out / "classes.json").unlink()

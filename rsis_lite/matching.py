@@ -118,6 +118,26 @@ def _hungarian_match(iou: Tensor, counts: Tensor | list[int]) -> Assignment:
     return Assignment(cat(bs), cat(ps), cat(ts))
 
 
+class Matched(NamedTuple):
+    iou: Tensor              # (B, T, K) pairwise soft IoU (with gradient)
+    matched: Tensor          # (M,) soft IoU of each matched pair (with gradient)
+    assignment: Assignment   # which (image, step, target) triples were matched
+
+
+def matched_soft_iou(pred: Tensor, target: Tensor, counts: Tensor | list[int]) -> Matched:
+    """The core every system's mask loss shares: pairwise soft IoU of pred (B, T, H, W) in [0, 1]
+    and target (B, K, H, W), the Hungarian assignment on it (detached; the first ``min(T, n_b)``
+    steps of image b take part), and the soft IoU of the matched pairs, differentiable.
+    The systems differ only in how they reduce ``matched`` (RIS: -sum / B; RSIS: mean of 1 - IoU;
+    attention: -mean)."""
+    iou = pairwise_soft_iou(pred, target)                        # (B, T, K)
+    counts = counts.cpu() if isinstance(counts, Tensor) else counts
+    asg = hungarian_match(iou, counts)
+    dev = iou.device
+    matched = iou[asg.batch.to(dev), asg.pred.to(dev), asg.target.to(dev)]   # (M,)
+    return Matched(iou, matched, asg)
+
+
 def confidence_targets(counts: Tensor, steps: int) -> Tensor:
     """Positional targets: 1 for the first n steps, 0 after. counts (B,) -> (B, T) float."""
     t = torch.arange(steps, device=counts.device).unsqueeze(0)   # (1, T)

@@ -31,6 +31,7 @@ import time
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from rsis_lite.errors import DataError
 
@@ -415,7 +416,6 @@ def class_accuracy(predictions: Sequence[tuple[Any, Any]], ground_truths: Sequen
     ``iou_threshold`` are not matched. The accuracy is correct / matched over the dataset (nan when
     nothing matched), so it measures the class head alone, not the segmentation.
     """
-    from scipy.optimize import linear_sum_assignment
 
     matched = correct = 0
     for i, ((pl, pc), (gl, gc)) in enumerate(zip(predictions, ground_truths)):
@@ -453,7 +453,7 @@ def benchmark_metrics(n_images: int = 25, shape: tuple[int, int] = (500, 530), n
                       seed: int = 0, repeats: int = 3, verbose: bool = True) -> float:
     """Seconds to run :func:`image_scores` on ``n_images`` pairs plus :func:`average_precision`.
 
-    Best of ``repeats`` runs (scene generation not timed). Run ``python -m rsis_lite.metrics``.
+    Best of ``repeats`` runs (scene generation not timed). Run ``python -m rsis_lite metrics-bench``.
     """
     rng = np.random.default_rng(seed)
     gts = [random_scene(rng, shape, n_instances) for _ in range(n_images)]
@@ -472,7 +472,3 @@ def benchmark_metrics(n_images: int = 25, shape: tuple[int, int] = (500, 530), n
             print(f"{n_images} images {shape[0]}x{shape[1]}, {n_instances} instances: "
                   f"per-image scores {t1 - t0:.3f} s, AP {t2 - t1:.3f} s, total {t2 - t0:.3f} s")
     return best
-
-
-if __name__ == "__main__":
-    benchmark_metrics()

@@ -1,60 +1,43 @@
-"""``python -m rsis_lite reproduce``: evaluate every registered system on the embedded data, one table.
+"""Every registered system's shipped checkpoints scored on scenes they never saw, in one table
+(``python -m rsis_lite reproduce``).
 
-For each system with a shipped checkpoint (``data/checkpoints/<system>_<data>_<profile>.pt``, data
-``leaves``, ``garden`` or ``cvppp_like``), the checkpoint is evaluated on synthetic scenes of that
-kind it never saw (validation seed 1000); garden rows add the class accuracy of matched instances
-and the mean of the per-class AP; ``cvppp_like`` scenes are rosettes at CVPPP A1's shape and count
-((H, W) = (106, 100), 11-20 leaves; :data:`SCENES`).
-``--retrain`` first trains each system from scratch through the ``train`` command's own code path
-(its recipe, resumable). The table, with the data summary, is printed and written to
-``results/summary.md``.
+For each system and each scene set of :data:`rsis_lite.data.registry.SCENE_SETS` with a shipped
+checkpoint (:func:`rsis_lite.checkpoint.shipped_checkpoint`), the checkpoint is evaluated on that
+set's validation scenes (seed 1000); garden rows add the class accuracy of matched instances and
+the mean of the per-class AP; a checkpoint with searched CRF parameters (``CKPT.crf.json``) gets a
+second row refined by them, and a scene set's ``extra_rows`` (its documented best inference route)
+one more each. ``retrain=True`` first trains each system from scratch with its recipe
+(:func:`rsis_lite.train.train`, resumable). The table, with the data summary, is written to ``out``.
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Callable
 
 import numpy as np
+import torch
 
-from rsis_lite.config import env_report, get_device, get_profile
-from rsis_lite.data.registry import VAL_SEED
-
-if TYPE_CHECKING:
-    from rsis_lite.data.garden import SyntheticGarden
-    from rsis_lite.data.synthetic import SyntheticLeaves
-
-REPO = Path(__file__).resolve().parents[1]
-CHECKPOINTS = REPO / "data" / "checkpoints"
-TITLES = {"ris": "RIS (Romera-Paredes & Torr)", "attention": "Recurrent attention (Ren & Zemel)",
-          "rsis": "RSIS (Salvador et al.)"}
-DATA_KINDS = ("leaves", "garden", "cvppp_like")   # synthetic kinds a shipped checkpoint may be trained on
-# How each kind's scenes are made: load_dataset's kind and its keywords (default: the profile's).
-SCENES: dict[str, dict] = {
-    "leaves": {"kind": "leaves"},
-    "garden": {"kind": "garden"},
-    "cvppp_like": {"kind": "leaves", "style": "rosette", "size": (106, 100), "min_leaves": 11, "max_leaves": 20},
-}
-# Extra rows: a kind's checkpoints also predicted with these inference options (its README's best route).
-INFERENCE_ROWS: dict[str, tuple[str, dict]] = {
-    "cvppp_like": ("+ TTA d8 vote, argmax", {"tta": "d8", "fuse": "vote", "overlap": "argmax"}),
-}
+from rsis_lite.checkpoint import shipped_checkpoint
+from rsis_lite.config import Profile, env_report, get_device, get_profile
+from rsis_lite.crf import CRFParams, load_params, params_path
+from rsis_lite.data.registry import SCENE_SETS, DataOptions, SceneSet, load_dataset, max_instances
+from rsis_lite.errors import DataError, TrainingError
+from rsis_lite.evaluation import evaluate_pairs
+from rsis_lite.fileio import atomic_write_text
+from rsis_lite.inference import InferenceOptions, inference_cap, load_system, predict_full, trained_max_instances
+from rsis_lite.systems import get_system, names
+from rsis_lite.train import TrainOptions, train
 
 
-def shipped_checkpoint(system: str, profile_name: str, data: str = "leaves") -> Path:
-    """Where the shipped checkpoint of ``system`` for ``data`` and a profile lives (it may not exist)."""
-    return CHECKPOINTS / f"{system}_{data}_{profile_name}.pt"
-
-
-def data_summary(profile) -> list[dict]:
+def data_summary(profile: Profile) -> list[dict]:
     """Name, images, size and instance counts of each embedded dataset."""
-    from rsis_lite.data.registry import load_dataset
-
     rows = []
-    for kind in ("leaves", "garden", "cvppp_like", "nuclei"):
+    for kind in (*SCENE_SETS, "nuclei"):
         try:
-            ds = scenes(kind, profile) if kind in SCENES else load_dataset(kind, split="val", profile=profile)
-        except Exception as e:  # the nuclei subset lives in the repo, not in a pip install
+            ds = SCENE_SETS[kind].scenes(profile) if kind in SCENE_SETS else load_dataset(kind, split="val",
+                                                                                          profile=profile)
+        except DataError as e:  # the nuclei subset lives in the repo, not in a pip install
             rows.append({"dataset": kind, "note": str(e)})
             continue
         counts = [int(ds[i][1].max()) for i in range(len(ds))]
@@ -64,35 +47,17 @@ def data_summary(profile) -> list[dict]:
     return rows
 
 
-def scenes(kind: str, profile) -> SyntheticLeaves | SyntheticGarden:
-    """The validation scenes (seed 1000, the profile's count) of a synthetic ``kind`` of :data:`SCENES`."""
-    from rsis_lite.data.registry import load_dataset
-
-    spec = dict(SCENES[kind])
-    return load_dataset(spec.pop("kind"), split="val", profile=profile, seed=VAL_SEED, **spec)
-
-
-def scenes_label(kind: str, profile) -> str:
-    """The data column of a row: ``synthetic leaves 64px, seed 1000`` / ``synthetic cvppp_like 106x100 ...``."""
-    size = SCENES[kind].get("size")
-    where = f"{size[0]}x{size[1]}" if size else f"{profile.image_size}px"
-    return f"synthetic {kind} {where}, seed {VAL_SEED}"
-
-
-def evaluate_checkpoint(profile, ckpt: Path, device, crf=None, kind: str = "leaves", **predict_kw) -> dict:
-    """Mean (std) of the papers' metrics and AP of any system's checkpoint on the validation scenes
-    of ``kind`` (``crf``: refined by the dense CRF with these :class:`rsis_lite.crf.CRFParams`;
-    ``predict_kw``: inference options such as ``tta`` and ``overlap``, as on the command line);
-    with classes (garden) also the class accuracy and AP per class."""
-    from rsis_lite.data.registry import max_instances
-    from rsis_lite.evaluation import evaluate_pairs
-    from rsis_lite.inference import inference_cap, load_system, predict_full, trained_max_instances
-
+def evaluate_checkpoint(profile: Profile, ckpt: Path, device, scene: SceneSet | str = "leaves",
+                        options: InferenceOptions | None = None) -> dict[str, Any]:
+    """Mean (std) of the papers' metrics and AP of any system's checkpoint on ``scene``'s validation
+    scenes with inference ``options`` (the cap is set from the data and the checkpoint); with
+    classes (garden) also the class accuracy and AP per class."""
+    scene = SCENE_SETS[scene] if isinstance(scene, str) else scene
     system, meta = load_system(ckpt, device)
-    ds = scenes(kind, profile)
+    ds = scene.scenes(profile)
     cap = inference_cap(max_instances(ds), trained_max_instances(meta))
     t0 = time.perf_counter()
-    preds = predict_full(system, ds, device=device, max_steps=cap, crf=crf, **predict_kw)
+    preds = predict_full(system, ds, (options or InferenceOptions()).with_(max_steps=cap), device=device)
     seconds = time.perf_counter() - t0
     items = [ds[i] for i in range(len(ds))]
     gts = [it[1].numpy() for it in items]
@@ -104,16 +69,15 @@ def evaluate_checkpoint(profile, ckpt: Path, device, crf=None, kind: str = "leav
     return res
 
 
-def crf_params_for(ckpt: Path):
+def crf_params_for(ckpt: Path) -> CRFParams | None:
     """The searched dense-CRF parameters stored next to a checkpoint (``CKPT.crf.json``), or None.
     The shipped ones were searched on seed-2000 scenes, never the seed-1000 scenes scored here."""
-    from rsis_lite.crf import load_params, params_path
-
     path = params_path(ckpt)
     return load_params(path, flag=str(path)) if path.is_file() else None
 
 
 def format_summary(data_rows: list[dict], system_rows: list[tuple[str, str, dict]]) -> str:
+    """The markdown tables of data and systems."""
     lines = ["## Data", "", "| dataset | images | size | instances per image (mean) |", "|---|---|---|---|"]
     for r in data_rows:
         if "note" in r:
@@ -143,56 +107,57 @@ def _class_cells(r: dict) -> str:
 
 
 def retrain_system(system: str, profile_name: str, out: Path, kind: str = "leaves") -> Path:
-    """Train ``system`` from scratch with its recipe through the ``train`` command (resumes)."""
-    from rsis_lite.cli import main
-
+    """Train ``system`` from scratch on ``kind`` with its recipe (:func:`rsis_lite.train.train`;
+    resumes when ``out`` exists)."""
     print(f"training {system} on {kind} from scratch into {out} (resumes if interrupted)")
-    code = main(["train", "--model", system, "--data", kind, "--profile", profile_name, "--out", str(out)])
-    if code != 0:
-        from rsis_lite.errors import TrainingError
-
-        raise TrainingError(f"training {system} into {out} failed (exit {code})")
+    trainer = train(TrainOptions(model=system, out=out, data=DataOptions(kind=kind, split="train"),
+                                 profile=profile_name))
+    if trainer.step == 0:
+        raise TrainingError(f"training {system} into {out} made no step")
     return out
 
 
-def reproduce(profile=None, out: str | Path = "results/summary.md", retrain: bool = False) -> str:
-    """Evaluate (``retrain``: train first) every registered system; write and return the table."""
-    from rsis_lite.systems import names
+def _rows_for(name: str, scene: SceneSet, ckpt: Path, prof: Profile, device: torch.device) -> list[tuple]:
+    """The table rows of one checkpoint: plain, with its searched CRF, and the scene set's extra rows."""
+    title, data = get_system(name).title or name, scene.label(prof)
+    rows = [(title, data, evaluate_checkpoint(prof, ckpt, device, scene))]
+    crf = crf_params_for(ckpt)
+    if crf is not None:
+        rows.append((f"{title} + CRF", data, evaluate_checkpoint(prof, ckpt, device, scene, InferenceOptions(crf=crf))))
+    for suffix, options in scene.extra_rows.items():
+        rows.append((f"{title} {suffix}", data, evaluate_checkpoint(prof, ckpt, device, scene,
+                                                                    InferenceOptions(**options))))
+    return rows
 
+
+def reproduce(profile: str | Profile | None = None, out: str | Path = "results/summary.md", retrain: bool = False,
+              say: Callable[..., None] = print) -> str:
+    """Evaluate (``retrain``: train first) every registered system; write ``out`` and return the table."""
     prof = get_profile(profile)
     device = get_device()
-    print(env_report(prof, device), "\n")
+    say(env_report(prof, device), "\n")
     data_rows = data_summary(prof)
     rows, skipped = [], []
     for name in names():
-        for kind in DATA_KINDS:
-            ckpt = shipped_checkpoint(name, prof.name, kind)
-            if retrain and kind == "cvppp_like" and ckpt.exists():
-                print(f"not retraining {ckpt.name}: it is a fine-tune of the leaves checkpoint; its commands "
-                      "are in data/checkpoints/README.md (evaluating the shipped file)")
-            elif retrain and (kind == "leaves" or ckpt.exists()):
-                ckpt = retrain_system(name, prof.name, Path(out).parent / ckpt.name, kind)
+        for scene in SCENE_SETS.values():
+            ckpt = shipped_checkpoint(name, prof.name, scene.name)
+            if retrain and not scene.retrain and ckpt.exists():
+                say(f"not retraining {ckpt.name}: it is a fine-tune; its commands are in data/checkpoints/README.md "
+                    "(evaluating the shipped file)")
+            elif retrain and (scene.name == "leaves" or ckpt.exists()):
+                ckpt = retrain_system(name, prof.name, Path(out).parent / ckpt.name, scene.load["kind"])
             elif not ckpt.exists():
-                if kind == "leaves":
+                if scene.name == "leaves":
                     skipped.append(name)
                 continue
-            print(f"evaluating {name} checkpoint {ckpt}")
-            title, data = TITLES.get(name, name), scenes_label(kind, prof)
-            rows.append((title, data, evaluate_checkpoint(prof, ckpt, device, kind=kind)))
-            crf = crf_params_for(ckpt)
-            if crf is not None:
-                rows.append((f"{title} + CRF", data, evaluate_checkpoint(prof, ckpt, device, crf=crf, kind=kind)))
-            if kind in INFERENCE_ROWS:
-                suffix, options = INFERENCE_ROWS[kind]
-                rows.append((f"{title} {suffix}", data, evaluate_checkpoint(prof, ckpt, device, kind=kind, **options)))
+            say(f"evaluating {name} checkpoint {ckpt}")
+            rows += _rows_for(name, scene, ckpt, prof, device)
     text = f"# rsis-lite results ({prof.name} profile)\n\n" + format_summary(data_rows, rows)
     if skipped:
         text += f"\nNo shipped {prof.name} checkpoint for: {', '.join(skipped)} (train one with --retrain).\n"
     text += ("\nAll figures are measured by `python -m rsis_lite reproduce` on scenes the models never saw.\n"
              "Papers' CVPPP A1 figures are test-set numbers; see notebooks/05_evaluation.ipynb.\n")
-    print(text)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(f"written to {out}")
+    say(text)
+    atomic_write_text(out, text)
+    say(f"written to {out}")
     return text

@@ -19,54 +19,34 @@ on CUDA); only rank 0 writes checkpoints and prints.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from rsis_lite.checkpoint import load_checkpoint, save_checkpoint, state_is_finite, validate_checkpoint
+from rsis_lite.config import PRECISIONS, get_device, get_profile, resolve_precision, seed_everything
+from rsis_lite.data import JointAugment, collate_instances
+from rsis_lite.data.registry import DataOptions, max_instances, num_classes
 from rsis_lite.errors import CheckpointError, ConfigError, RsisError, TrainingError
-from rsis_lite.systems.base import ConfigBase
+from rsis_lite.fileio import OutputLock
+from rsis_lite.inference import inference_cap, load_system, make_evaluator
+from rsis_lite.systems import build, get_system
+from rsis_lite.systems.base import TrainConfig
+from rsis_lite.validate import check_checkpoint_output, dataset_inputs, guard_outputs
 
-if TYPE_CHECKING:
-    from rsis_lite.data.augment import JointAugment
-
-
-@dataclass
-class TrainConfig(ConfigBase):
-    """Optimisation settings every system shares; a system's ``TrainConfig`` adds its own."""
-
-    steps: int = 3000
-    batch_size: int = 16                 # the global batch (split across ranks under torchrun)
-    lr: float = 1e-3
-    lr_final_factor: float = 0.05        # cosine decay of every rate over the last `decay_frac`
-    decay_frac: float = 0.4
-    clip_value: float = 5.0              # clamp each gradient to +-clip_value
-    clip_norm: float | None = 10.0       # then clip the norm of the groups that ask for it
-    weight_decay: float = 0.0
-    precision: str = "fp32"              # fp32 | bf16 (autocast) | auto (resolved by the Trainer)
-    seed: int = 0
-    time_budget_min: float | None = None  # schedules follow time too (see the module docstring)
-    checkpoint_every: int = 100          # steps between checkpoints ...
-    checkpoint_minutes: float = 5.0      # ... and at least every this many minutes
-    eval_every: int = 250
-    log_every: int = 10
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]):
-        d = dict(d)
-        if "bf16" in d and "precision" not in d:         # checkpoints written before `precision`
-            d["precision"] = "bf16" if d["bf16"] else "fp32"
-        return super().from_dict(d)
+__all__ = ["BatchSource", "TrainConfig", "TrainOptions", "Trainer", "lr_factor", "schedule_step", "train"]
 
 
 # Settings that change the computation: a resumed run must use the values it was started with.
@@ -77,6 +57,16 @@ def config_differences(stored: dict[str, Any], new: dict[str, Any]) -> list[str]
     """``"name: stored -> new"`` for each computation-changing setting that differs."""
     return [f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in new.items()
             if k not in BOOKKEEPING and k in stored and stored[k] != v]
+
+
+# What a checkpoint records of its data that a resumed run must keep (the profile name may differ).
+DATA_KEYS = ("kind", "split", "size", "max_instances", "num_classes", "style")
+
+
+def data_differences(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``"name: stored -> new"`` for each recorded data setting that differs (missing: not compared)."""
+    return [f"{k}: {stored.get(k)!r} -> {new.get(k)!r}" for k in DATA_KEYS
+            if k in stored and k in new and stored[k] != new[k]]
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -133,8 +123,6 @@ class BatchSource:
         return self._cache[i]
 
     def batch(self, k: int, rank: int = 0, world: int = 1) -> dict[str, Tensor]:
-        from rsis_lite.data import collate_instances
-
         if self.batch_size % world:
             raise RsisError(f"batch size {self.batch_size} does not split over {world} processes; "
                             f"use a --batch-size divisible by {world}")
@@ -187,13 +175,10 @@ class Trainer:
                  device: torch.device | str = "cpu", evaluate: Callable[[nn.Module], dict] | None = None,
                  callback: Callable[["Trainer"], None] | None = None, extra: dict[str, Any] | None = None,
                  clock: Callable[[], float] = time.perf_counter) -> None:
-        from rsis_lite.config import PRECISIONS
-
         if cfg.precision not in PRECISIONS:
             raise RsisError(f"precision {cfg.precision!r}: use one of {', '.join(PRECISIONS)}")
         self.device = torch.device(device)
         self.system = system.to(self.device)
-        self.model = self.system                     # the name notebooks and older code use
         self.source = source
         self.cfg = cfg
         self.ckpt_path = Path(ckpt_path) if ckpt_path else None
@@ -219,8 +204,6 @@ class Trainer:
         if self.ckpt_path is not None and self.ckpt_path.exists():
             self.resume(self.ckpt_path)
         if cfg.precision == "auto":                  # a fresh run: what this device computes natively
-            from rsis_lite.config import resolve_precision
-
             cfg.precision = resolve_precision("auto", self.device)
 
     # -- checkpoints ---------------------------------------------------------------------------
@@ -259,9 +242,11 @@ class Trainer:
         if ckpt["system"] != name or ckpt["model_config"] != self.system.config.to_dict():
             raise CheckpointError(f"{path} holds a different model ({ckpt['system']}) or configuration than "
                                   "the one being trained; use another --out, or delete the file to start over")
+        data_diffs = data_differences(ckpt.get("data") or {}, self.extra.get("data") or {})
+        if data_diffs:
+            raise CheckpointError(f"{path} was trained on other data ({'; '.join(data_diffs)}); resume with the same "
+                                  "--data/--size/--leaves/--style, or start a new run with --init to change them")
         if self.cfg.precision == "auto":             # a resumed run keeps the precision it started with
-            from rsis_lite.config import resolve_precision
-
             stored = type(self.cfg).from_dict(ckpt["train_config"]).precision
             self.cfg.precision = resolve_precision("auto", self.device, stored=stored)
         diffs = config_differences(ckpt["train_config"], self.cfg.to_dict())
@@ -324,8 +309,6 @@ class Trainer:
         """Train until ``steps`` (default ``cfg.steps``) or the time budget, checkpointing every
         ``checkpoint_every`` steps, every ``checkpoint_minutes`` and on the way out (also on Ctrl-C
         and SIGTERM). A non-finite loss stops training without touching the last checkpoint."""
-        from tqdm.auto import tqdm
-
         total = steps if steps is not None else self.cfg.steps
         budget_s = 60.0 * self.cfg.time_budget_min if self.cfg.time_budget_min else math.inf
         bar = tqdm(total=total, initial=self.step, disable=not progress or self.rank != 0,
@@ -373,8 +356,8 @@ class Trainer:
         finally:
             bar.close()
             restore()
-            if not failed and state_is_finite(self.system.state_dict()):
-                self.save()                  # also on Ctrl-C / SIGTERM: nothing is lost
+            if not failed and self.step > 0 and state_is_finite(self.system.state_dict()):
+                self.save()                  # also on Ctrl-C / SIGTERM: nothing is lost (nothing before step 1)
         return self
 
     def _log(self, acc: dict[str, list[float]], bar) -> None:
@@ -400,13 +383,13 @@ class Trainer:
         return lambda: signal.signal(signal.SIGTERM, previous)
 
 
-# -- the command ---------------------------------------------------------------------------------
+# -- a whole run from plain options ------------------------------------------------------------
 def data_spec(kind: str, dataset, size: tuple[int, int] | None, split: str, profile_name: str) -> dict[str, Any]:
-    """What a checkpoint records of its training data (and what recipes and the inference cap read)."""
-    from rsis_lite.data.registry import max_instances
-
-    from rsis_lite.data.registry import num_classes
-
+    """What a checkpoint records of its training data (and what recipes and the inference cap read).
+    ``size`` is the (H, W) the model was trained at: the one asked for, else the data's own (the
+    first image's), so inference can use the checkpoint's size whatever the profile says then."""
+    if size is None and len(dataset):
+        size = tuple(dataset[0][0].shape[-2:])
     spec = {"kind": kind, "split": split, "size": list(size) if size else None, "profile": profile_name,
             "max_instances": max_instances(dataset), "num_classes": num_classes(dataset)}
     if getattr(dataset, "style", None):               # synthetic leaves: classic or rosette scenes
@@ -423,8 +406,6 @@ def train_augment(kind: str) -> JointAugment:
     jitter (lighting differs between trays and days, and the fine-tune starts from synthetic
     scenes whose colours are fixed).
     """
-    from rsis_lite.data import JointAugment
-
     if kind in ("leaves", "garden"):
         return JointAugment(hflip=True, rot90=True)
     if kind == "cvppp":
@@ -433,87 +414,127 @@ def train_augment(kind: str) -> JointAugment:
     return JointAugment(hflip=True, vflip=True, rot90=True, rotation_degrees=180.0)
 
 
-def cli_train(args) -> int:
-    """``python -m rsis_lite train``: data, system (from the registry), recipe, trainer; resume if --out exists."""
-    from rsis_lite.config import get_device, get_profile, seed_everything
-    from rsis_lite.data.registry import load_dataset
-    from rsis_lite.inference import inference_cap, load_system, make_evaluator
-    from rsis_lite.systems import build, get_system
+@dataclass
+class TrainOptions:
+    """One training run, as plain data (``python -m rsis_lite train`` fills it from its flags;
+    ``reproduce --retrain`` and notebooks build it directly). ``None``: the recipe's value."""
 
+    model: str
+    out: str | Path
+    data: DataOptions = field(default_factory=lambda: DataOptions(split="train"))
+    profile: str | None = None
+    size: tuple[int, int] | None = None
+    device: str | None = None
+    steps: int | None = None
+    time_budget: float | None = None         # minutes
+    batch_size: int | None = None
+    lr: float | None = None
+    precision: str = "auto"
+    train_seed: int = 0
+    init: str | Path | None = None           # fine-tune from this checkpoint's weights
+    refine: int | None = None                # grow the model by a refinement block (System.with_refinement)
+
+
+class Terminated(KeyboardInterrupt):
+    """Training stopped by SIGTERM; the checkpoint was saved on the way out."""
+
+
+def _datasets(opts: TrainOptions, prof, size):
+    """(train dataset, validation dataset or None, cache the training samples?)."""
+    data = opts.data
+    if data.kind in ("leaves", "garden"):      # rendered on demand; train and val scenes of one style
+        train_ds = data.load(prof, size, num=data.num or 10_000_000)
+        val_ds = data.load(prof, size, split="val", seed=None, num=min(prof.n_val, 64))
+        return train_ds, val_ds, False
+    train_ds = data.with_(seed=None, num=None).load(prof, size)
+    val_ds = data.with_(split="val").load(prof, size, num=min(prof.n_val, 64)) if data.split == "train" else None
+    return train_ds, val_ds, True
+
+
+def train(opts: TrainOptions, say: Callable[..., None] = print) -> Trainer:
+    """Train ``opts.model`` as its recipe says (resuming when ``opts.out`` exists); returns the Trainer.
+
+    Data, recipe, model (``--init``: the checkpoint's weights; ``--refine``: grown at zero by
+    :meth:`System.with_refinement`), the :class:`Trainer` and its checkpoint. Under ``torchrun``
+    (``WORLD_SIZE`` > 1) each process trains its slice and only rank 0 writes and speaks. Raises
+    :class:`Terminated` after SIGTERM (the checkpoint is saved first).
+    """
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    device = get_device(args.device, local_rank=int(os.environ.get("LOCAL_RANK", "0")) if distributed else None)
+    why_not = get_system(opts.model).multi_process
+    if distributed and why_not:
+        raise ConfigError(f"--model {opts.model} cannot train in several processes: {why_not}")
+    device = get_device(opts.device, local_rank=int(os.environ.get("LOCAL_RANK", "0")) if distributed else None)
     if distributed and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     rank = dist.get_rank() if distributed else 0
-    say = print if rank == 0 else (lambda *a, **k: None)
+    say = say if rank == 0 else (lambda *a, **k: None)
     try:
-        prof = get_profile(args.profile)
-        refine = getattr(args, "refine", None)
-        if refine and args.model != "ris":
-            raise ConfigError(f"--refine adds a refinement to RIS's mask head; --model {args.model} has none (leave --refine out)")
-        seed_everything(args.train_seed)
-        size = tuple(args.size) if args.size else None
-        if args.data == "cvppp" and size is None:
-            size = prof.cvppp_size
-        leaves = dict(min_leaves=args.leaves[0], max_leaves=args.leaves[1]) if getattr(args, "leaves", None) else {}
-        if args.data == "leaves" and getattr(args, "style", None):
-            leaves["style"] = args.style               # train and val scenes of the same style
-        if args.data in ("leaves", "garden"):
-            train_ds = load_dataset(args.data, split=args.split, profile=prof, seed=args.seed,
-                                    num=args.num or 10_000_000, size=size, **leaves)  # rendered on demand
-            cache = False
-        else:
-            train_ds = load_dataset(args.data, root=args.root, split=args.split, profile=prof, size=size,
-                                    family=args.family)
-            cache = True
-        augment = train_augment(args.data)
-        val_ds = None
-        if args.data in ("leaves", "garden") or args.split == "train":
-            val_ds = load_dataset(args.data, root=args.root, split="val", profile=prof, size=size,
-                                  family=args.family, num=min(prof.n_val, 64), **leaves)
-        from rsis_lite.validate import check_checkpoint_output, input_folders
-
-        check_checkpoint_output(args.out, input_folders(train_ds), init=args.init)
-        spec = data_spec(args.data, train_ds, size, args.split, prof.name)
-        cls = get_system(args.model)
-        model_cfg, cfg = cls.recipe(prof, {**spec, "fine_tune": bool(args.init)}, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                    time_budget_min=args.time_budget)
-        cfg.seed = args.train_seed
-        if args.init:  # fine-tune: weights and architecture from another run, fresh optimiser and schedule
-            system, _ = load_system(args.init, "cpu", expect=args.model)
-        else:
-            system = build(args.model, model_cfg)
-        if refine:      # grown at zero, from --init or from scratch alike
-            from rsis_lite.systems.ris import add_refinement
-            system = add_refinement(system, refine)
-        out = Path(args.out)
-        cfg.precision = args.precision               # "auto" is resolved by the Trainer (kept on resume)
-        source = BatchSource(train_ds, cfg.batch_size, seed=cfg.seed, augment=augment, cache=cache)
-        cap = inference_cap(spec["max_instances"], spec["max_instances"])
-        evaluator = make_evaluator(val_ds, max_steps=cap, device=device) if val_ds is not None and rank == 0 else None
-        extra = {"data": spec, "init": str(args.init) if args.init else ""}
-        trainer = Trainer(system, source, cfg, ckpt_path=out, device=device, evaluate=evaluator, extra=extra)
-        if trainer.step:
-            say(f"resuming {out} at step {trainer.step}")
-        if cfg.time_budget_min and trainer.elapsed_seconds >= 60 * cfg.time_budget_min:
-            say(f"{out} has used its time budget of {cfg.time_budget_min:g} min already; nothing to do "
-                "(a run killed before its budget resumes for the time left; to train on, use --init)")
-            return 0
-        say(f"training {args.model}: {cfg.steps} steps of {cfg.batch_size} scenes, precision {cfg.precision}"
-            + (f", {trainer.world} processes" if trainer.world > 1 else "")
-            + (f", time budget {cfg.time_budget_min:g} min" if cfg.time_budget_min else ""))
-        try:
-            trainer.fit()
-        except _Terminated:
-            say(f"terminated: saved {out} at step {trainer.step}")
-            return 143
-        if distributed:
-            dist.barrier()      # every rank done before any closes its connections (gloo aborts on a closed peer)
-        say(f"saved {out} at step {trainer.step} ({trainer.train_seconds / 60:.1f} min of training)")
-        if trainer.history["eval"]:
-            say("last validation:", trainer.history["eval"][-1])
-        return 0
+        with OutputLock(opts.out) if rank == 0 else contextlib.nullcontext():
+            return _run(opts, device, rank, distributed, say)
     finally:
         if distributed and dist.is_initialized():
             dist.destroy_process_group()
 
+
+def _run(opts: TrainOptions, device: torch.device, rank: int, distributed: bool, say: Callable[..., None]) -> Trainer:
+    """Build the run and fit it (inside the output's lock)."""
+    trainer = _build_trainer(opts, device, rank)
+    out = Path(opts.out)
+    cfg = trainer.cfg
+    if trainer.step:
+        say(f"resuming {out} at step {trainer.step}")
+    if cfg.time_budget_min and trainer.elapsed_seconds >= 60 * cfg.time_budget_min:
+        say(f"{out} has used its time budget of {cfg.time_budget_min:g} min already; nothing to do "
+            "(a run killed before its budget resumes for the time left; to train on, use --init)")
+        return trainer
+    say(f"training {opts.model}: {cfg.steps} steps of {cfg.batch_size} scenes, precision {cfg.precision}"
+        + (f", {trainer.world} processes" if trainer.world > 1 else "")
+        + (f", time budget {cfg.time_budget_min:g} min" if cfg.time_budget_min else ""))
+    try:
+        trainer.fit()
+    except _Terminated:
+        say(f"terminated: saved {out} at step {trainer.step}" if trainer.step else
+            f"terminated before the first step: nothing was written to {out}")
+        raise Terminated(str(out)) from None
+    except KeyboardInterrupt:
+        say(f"interrupted: saved {out} at step {trainer.step}" if trainer.step else
+            f"interrupted before the first step: nothing was written to {out}")
+        raise
+    except RuntimeError as e:
+        if not distributed:
+            raise
+        raise TrainingError(f"another process of this torchrun run stopped ({type(e).__name__}); "
+                            f"{out} keeps its last checkpoint, resume with the same command") from None
+    if distributed:
+        dist.barrier()      # every rank done before any closes its connections (gloo aborts on a closed peer)
+    say(f"saved {out} at step {trainer.step} ({trainer.train_seconds / 60:.1f} min of training)")
+    if trainer.history["eval"]:
+        say("last validation:", trainer.history["eval"][-1])
+    return trainer
+
+
+def _build_trainer(opts: TrainOptions, device: torch.device, rank: int) -> Trainer:
+    """Data, recipe, system and Trainer of a run (checks the output before any work)."""
+    prof = get_profile(opts.profile)
+    cls = get_system(opts.model)
+    seed_everything(opts.train_seed)
+    size = tuple(opts.size) if opts.size else (tuple(prof.cvppp_size) if opts.data.kind == "cvppp" else None)
+    train_ds, val_ds, cache = _datasets(opts, prof, size)
+    check_checkpoint_output(opts.out, dataset_inputs(train_ds), init=opts.init)
+    guard_outputs([opts.out], [opts.init, *dataset_inputs(train_ds)], existing_ok=[opts.out])   # resumes
+    spec = data_spec(opts.data.kind, train_ds, size, opts.data.split, prof.name)
+    model_cfg, cfg = cls.recipe(prof, {**spec, "fine_tune": bool(opts.init)}, steps=opts.steps,
+                                batch_size=opts.batch_size, lr=opts.lr, time_budget_min=opts.time_budget)
+    cfg.seed = opts.train_seed
+    if opts.init:   # fine-tune: weights and architecture from another run, fresh optimiser and schedule
+        system, _ = load_system(opts.init, "cpu", expect=opts.model)
+    else:
+        system = build(opts.model, model_cfg)
+    if opts.refine:  # grown at zero, from --init or from scratch alike
+        system = system.with_refinement(int(opts.refine))
+    cfg.precision = opts.precision               # "auto" is resolved by the Trainer (kept on resume)
+    source = BatchSource(train_ds, cfg.batch_size, seed=cfg.seed, augment=train_augment(opts.data.kind), cache=cache)
+    cap = inference_cap(spec["max_instances"], spec["max_instances"])
+    evaluator = make_evaluator(val_ds, max_steps=cap, device=device) if val_ds is not None and rank == 0 else None
+    extra = {"data": spec, "init": str(opts.init) if opts.init else ""}
+    return Trainer(system, source, cfg, ckpt_path=Path(opts.out), device=device, evaluate=evaluator, extra=extra)

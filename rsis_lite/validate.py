@@ -1,66 +1,30 @@
-"""Arguments and output paths checked at the door, in one place.
+"""Output paths checked at the door, in one place: :func:`guard_outputs`.
 
-* Numbers: every numeric CLI argument is parsed by one of the range-checked types below
-  (argparse calls them), so ``--steps 0``, ``--lr nan`` or ``--size 0 0`` fail before any work
-  with one line naming the argument.
-* Outputs: :func:`check_output_dir` / :func:`check_output_file` run before the work starts. No
-  command writes into its own input folders, and existing label files are only replaced with
-  ``--overwrite``.
+Every command lists the files it will write and the files and folders it reads, and calls
+:func:`guard_outputs` before any work. The rule:
+
+* every file a command reads (checkpoint, parameter files, data folders and their side files) is
+  an input; no output may resolve (after following symlinks) to an input file or into an input
+  folder, and no input folder may lie inside an output folder;
+* no output is written through a symlink (the output path itself may not be one);
+* an output that already exists (side files such as ``scores.json`` included) is only replaced
+  with ``--overwrite``;
+* the folder each output goes to is writable (probed by creating and removing a file there), so a
+  read-only folder or a full disk fails before the work, not after it.
+
+:func:`check_output_dir`, :func:`check_output_file` and :func:`check_checkpoint_output` are the
+first-line shape checks (a file where a folder goes and the like). Numbers are range-checked where
+the command layer parses them (:mod:`rsis_lite.commands.args`).
 """
 from __future__ import annotations
 
-import argparse
-import math
-import sys
+import errno
+import os
+import tempfile
 from pathlib import Path
-from typing import Callable, Iterable, NoReturn
+from typing import Iterable
 
 from rsis_lite.errors import ConfigError
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``error: argument --steps: must be an integer >= 1 (got 0)``."""
-
-    def error(self, message: str) -> NoReturn:
-        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
-        sys.exit(2)
-
-
-def _number(kind: type, lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Callable[[str], float]:
-    """An argparse type: ``kind`` (int or float), finite, within [lo, hi] (or (lo, hi] when ``lo_open``)."""
-    what = "an integer" if kind is int else "a number"
-    parts = []
-    if lo is not None:
-        parts.append(f"{'>' if lo_open else '>='} {lo:g}")
-    if hi is not None:
-        parts.append(f"<= {hi:g}")
-    rule = f"{what} {' and '.join(parts)}".strip()
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {rule} (got {text!r})") from None
-        if isinstance(value, float) and not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be {rule} (got {text!r})")
-        if lo is not None and (value <= lo if lo_open else value < lo):
-            raise argparse.ArgumentTypeError(f"must be {rule} (got {text})")
-        if hi is not None and value > hi:
-            raise argparse.ArgumentTypeError(f"must be {rule} (got {text})")
-        return value
-
-    parse.__name__ = kind.__name__          # argparse names the type in its messages
-    return parse
-
-
-positive_int = _number(int, 1)
-nonneg_int = _number(int, 0)
-side = _number(int, 8, 8192)                              # image side length in pixels
-positive_float = _number(float, 0.0, lo_open=True)
-unit_interval = _number(float, 0.0, 1.0)                   # a probability threshold
-learning_rate = _number(float, 0.0, 10.0, lo_open=True)
-leaf_count = _number(int, 1, 255)
-channel_count = _number(int, 1, 1024)                     # width of a layer
 
 
 def input_folders(dataset) -> list[Path]:
@@ -71,6 +35,12 @@ def input_folders(dataset) -> list[Path]:
         if fn is not None:
             out.update(Path(fn(i)).resolve().parent for i in range(len(dataset)))
     return sorted(out)
+
+
+def dataset_inputs(dataset) -> list[Path]:
+    """Everything a dataset reads: its image and label folders and its side files (``classes.json``)."""
+    side = [Path(dataset.root) / "classes.json"] if getattr(dataset, "root", None) else []
+    return input_folders(dataset) + [p for p in side if p.exists()]
 
 
 def _inside(a: Path, b: Path) -> bool:
@@ -92,6 +62,8 @@ def check_output_dir(out: str | Path, inputs: Iterable[Path], will_write: Iterab
     _check_parents(out, flag)
     real = out.resolve()
     for folder in inputs:
+        if not Path(folder).is_dir():
+            continue                        # input files: guard_outputs checks them one by one
         folder = Path(folder).resolve()
         if _inside(real, folder) or _inside(folder, real):
             raise ConfigError(f"{flag} {out} would write over the input folder {folder}; "
@@ -135,3 +107,73 @@ def check_checkpoint_output(out: str | Path, inputs: Iterable[Path], init: str |
         if _inside(real, Path(folder).resolve()):
             raise ConfigError(f"--out {out} lies inside the input folder {folder}; write checkpoints elsewhere")
     return out
+
+
+def _real(p: str | Path) -> Path:
+    return Path(os.path.realpath(p))
+
+
+def _shown(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def check_writable(folder: str | Path, flag: str) -> None:
+    """Create ``folder`` (and its parents) if needed and probe that a file can be written there."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".rsis-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        why = {errno.EROFS: "is on a read-only file system", errno.EACCES: "is not writable",
+               errno.EPERM: "is not writable", errno.ENOSPC: "has no space left",
+               errno.EDQUOT: "is over its disk quota"}.get(e.errno, e.strerror or str(e))
+        raise ConfigError(f"{flag} {folder} {why}; choose a folder you can write to") from None
+
+
+def guard_outputs(outputs: Iterable[str | Path], inputs: Iterable[str | Path], overwrite: bool = False,
+                  flag: str = "--out", existing_ok: Iterable[str | Path] = ()) -> list[Path]:
+    """The one check of what a command may write (module docstring). ``outputs``: every file the
+    command will write; ``inputs``: the files and folders it reads; ``existing_ok``: outputs that
+    may exist without ``overwrite`` (a training checkpoint that resumes). Returns the outputs."""
+    outputs = [Path(o) for o in outputs]
+    ok = {_real(p) for p in existing_ok}
+    in_files, in_dirs = [], []
+    for i in inputs:
+        if i is None:
+            continue
+        (in_dirs if Path(i).is_dir() else in_files).append(_real(i))
+    for out in outputs:
+        real = _real(out)
+        if out.is_symlink():
+            raise ConfigError(f"{flag}: {out} is a symbolic link (to {real}); refusing to write through it, "
+                              "remove the link or choose another output")
+        if out.is_dir():
+            raise ConfigError(f"{flag}: {out} is a folder where this command writes a file; move it away "
+                              "or choose another output")
+        if real in in_files:
+            raise ConfigError(f"{flag}: {out} is an input of this command ({real}); writing it would destroy "
+                              "the input, choose another output")
+        inside = next((d for d in in_dirs if _inside(real, d)), None)
+        if inside is not None:
+            raise ConfigError(f"{flag}: {out} lies inside the input folder {inside}; choose an output outside "
+                              "the inputs")
+    clash = [str(o) for o in outputs if o.exists() and _real(o) not in ok]
+    if clash and not overwrite:
+        raise ConfigError(f"{flag}: {_shown(clash)} already exist(s); pass --overwrite to replace, or choose "
+                          "another output")
+    for folder in sorted({o.parent for o in outputs}):
+        _check_parents(folder / "x", flag)
+        check_writable(folder, flag)
+    return outputs
+
+
+def output_folders_hold_no_input(out: str | Path, inputs: Iterable[str | Path], flag: str = "--out") -> None:
+    """No input folder lies inside (or is) the output folder ``out`` (an output folder that holds the
+    data it reads could have its inputs replaced)."""
+    real = _real(out)
+    for i in inputs:
+        if i is not None and Path(i).is_dir() and _inside(_real(i), real):
+            raise ConfigError(f"{flag} {out} holds the input folder {i}; choose an output folder outside the "
+                              "dataset")

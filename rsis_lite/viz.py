@@ -125,7 +125,7 @@ class LivePlot:
         if self._calls % max(1, self.every // max(1, trainer.cfg.log_every)):
             return
         try:
-            from IPython.display import display
+            from IPython.display import display  # optional: present only inside a notebook kernel
         except ImportError:
             return
         fig = plot_history(trainer.history, self.keys)

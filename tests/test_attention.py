@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rsis_lite.cli import main
+from rsis_lite.commands import main
 from rsis_lite.config import get_profile
 from rsis_lite.data import SyntheticLeaves, collate_instances
 from rsis_lite.data.io import read_label
@@ -22,8 +22,10 @@ from rsis_lite.nn.attention import (FilterBank, filter_bank, gaussian_filters, r
                                     soft_box, write_patch)
 from rsis_lite.systems import build, get_system
 from rsis_lite.systems.attention import (Attention, AttentionConfig, AttentionTrainConfig, CanvasFeed,
-                                         StepBatchNorm, gt_feed_probability, monotone_score_loss,
-                                         padded_boxes, scaled_schedule, sort_by_area, step_generator)
+                                         gt_feed_probability, monotone_score_loss, padded_boxes,
+                                         scaled_schedule, step_generator)
+from rsis_lite.data.instances import sort_masks_by_area
+from rsis_lite.nn.stepnorm import StepBatchNorm
 from rsis_lite.train import BatchSource, Trainer
 
 torch.set_default_dtype(torch.float32)
@@ -228,7 +230,7 @@ def test_sort_by_area_puts_the_largest_first():
     m = torch.zeros(1, 3, 8, 8)
     m[0, 0, :2, :2] = 1
     m[0, 1, 2:, :] = 1
-    sorted_m = sort_by_area(m, torch.tensor([2]))
+    sorted_m = sort_masks_by_area(m)
     assert torch.equal(sorted_m[0, 0], m[0, 1]) and torch.equal(sorted_m[0, 1], m[0, 0]) and sorted_m[0, 2].sum() == 0
 
 
@@ -290,7 +292,7 @@ def test_ground_truth_feeding_never_picks_an_instance_twice():
     model = tiny_model()
     batch = scenes(2)
     counts = batch["counts"]
-    gt = sort_by_area(batch["masks"], counts)
+    gt = sort_masks_by_area(batch["masks"])
     valid = torch.arange(gt.shape[1])[None] < counts[:, None]
     boxes = padded_boxes(gt, 0.2, (1.0, 1.0))
     steps = int(counts.max()) + 2

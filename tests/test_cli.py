@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from rsis_lite.cli import main
+from rsis_lite.commands import main
 from rsis_lite.data.io import read_label
 from rsis_lite.metrics import image_scores
-from rsis_lite.reproduce import shipped_checkpoint
+from rsis_lite.checkpoint import shipped_checkpoint
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHIPPED = shipped_checkpoint("ris", "quick")
@@ -189,40 +189,49 @@ def test_overlap_needs_a_checkpoint(scenes, capsys):
     assert "--overlap needs --checkpoint" in capsys.readouterr().err
 
 
+def first_wins(masks: np.ndarray, threshold: float, min_new: int) -> np.ndarray:
+    """The label map of soft masks (T, H, W), written as a pixel loop: step t takes the unclaimed
+    pixels above ``threshold`` when there are at least ``min_new`` of them."""
+    labels = np.zeros(masks.shape[1:], np.int64)
+    k = 0
+    for m in masks:
+        new = (m > threshold) & (labels == 0)
+        if new.sum() >= min_new:
+            k += 1
+            labels[new] = k
+    return labels
+
+
 def test_stop_threshold_sets_where_the_unroll_stops(scenes, tmp_path):
     """predict --stop-threshold P: each image keeps the steps before its first confidence below P,
-    as recomputed here from the raw unroll; a stricter P gives fewer leaves than the default 0.5."""
-    from rsis_lite.data.instances import assemble_labels, claim_masks
-
+    found here from the raw per-step confidences of a run with no stop (threshold 0) and assembled
+    by a pixel loop; a stricter P gives fewer leaves than the default 0.5."""
     out = tmp_path / "strict"
     assert main(["predict", "--checkpoint", str(SHIPPED), "--data", "folder", "--root", str(scenes),
                  "--stop-threshold", "0.95", "--out", str(out)]) == 0
     system, ds, images = shipped_on(scenes)
     fewer = 0
-    for i, p in enumerate(system.predict(images, max_steps=12, conf_threshold=0.0)):   # every step
+    for i, p in enumerate(system.predict(images, max_steps=12, stop_threshold=0.0)):   # every step
         below = np.nonzero(p.conf < 0.95)[0]
         n_run = int(below[0]) if len(below) else len(p.conf)
-        expect, _ = assemble_labels(claim_masks(p.masks[:n_run], 0.5, "first"), 4)
+        expect = first_wins(p.masks[:n_run].numpy(), 0.5, 4)
         got = read_label(out / f"{ds.ids[i]}.png")
-        np.testing.assert_array_equal(got, expect.numpy())
+        np.testing.assert_array_equal(got, expect)
         default = system.predict(images[i:i + 1], max_steps=12)[0].labels
         fewer += int(len(np.unique(got)) < len(torch.unique(default)))
     assert fewer > 0, "a confidence threshold of 0.95 stops some scene earlier than 0.5"
 
 
-def test_stop_threshold_goes_to_each_systems_own_keyword_and_is_range_checked(scenes, capsys):
-    import inspect
-    from argparse import Namespace
+def test_stop_threshold_is_one_option_for_every_system_and_is_range_checked(scenes, capsys):
+    from rsis_lite.systems import build, get_system, names
 
-    from rsis_lite.inference import predict_kw
-    from rsis_lite.systems import get_system
-
-    expect = {"ris": "conf_threshold", "rsis": "stop_threshold", "attention": "score_threshold"}
-    for name, kw in expect.items():
-        system = get_system(name)
-        assert kw in inspect.signature(system.predict).parameters, f"{name}.predict takes {kw}"
-        assert predict_kw(Namespace(overlap=None, stop_threshold=0.2), system) == {kw: 0.2}
-        assert predict_kw(Namespace(overlap="argmax", stop_threshold=None), system) == {"overlap": "argmax"}
+    images = torch.rand(2, 3, 24, 24)
+    for name in names():               # 0 runs every step to the cap, 1 stops every image at once
+        torch.manual_seed(0)
+        system = build(name, get_system(name).tiny())
+        assert all(len(p.conf) == 5 for p in system.predict(images, max_steps=5, stop_threshold=0.0))
+        assert all(len(p.conf) == 1 and len(p.steps) == 0
+                   for p in system.predict(images, max_steps=5, stop_threshold=1.0))
     assert main(["predict", "--checkpoint", str(SHIPPED), "--data", "folder", "--root", str(scenes),
                  "--stop-threshold", "1.5", "--out", str(scenes.parent / "never")]) == 2
     err = capsys.readouterr().err

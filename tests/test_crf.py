@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 import torch
 
-from rsis_lite.cli import main
+from rsis_lite.commands import main
 from rsis_lite.crf import (CRFasRNN, CRFParams, build_kernels, dense_crf, instance_probabilities, load_params,
                            mean_field, mean_field_stages, params_path, refine_prediction, refine_predictions,
                            search_params)
 from rsis_lite.errors import ConfigError, DataError
-from rsis_lite.reproduce import shipped_checkpoint
+from rsis_lite.checkpoint import shipped_checkpoint
 from rsis_lite.systems import Prediction, assemble_labels
 
 SHIPPED = shipped_checkpoint("ris", "quick")
@@ -376,13 +376,18 @@ def test_cli_crf_round_trip(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
-def test_crf_module_search_command_writes_params(tmp_path):
-    from rsis_lite.crf import main as crf_main
+def test_crf_search_command_writes_params(tmp_path, capsys):
+    from rsis_lite.commands import forward_old_entry_point
 
     ckpt = tmp_path / "ris.pt"
     shutil.copy(SHIPPED, ckpt)
-    assert crf_main(["search", "--checkpoint", str(ckpt), "--num", "2", "--grid", '{"w_b": [3.0, 6.0]}']) == 0
+    assert main(["crf-search", "--checkpoint", str(ckpt), "--num", "2", "--grid", '{"w_b": [3.0, 6.0]}']) == 0
     doc = json.loads(params_path(ckpt).read_text())
     assert doc["search"]["seed"] == 2000 and doc["search"]["points"] == 2     # the search seed, never the scored 1000
     assert load_params(params_path(ckpt)).w_b in (3.0, 6.0)
-    assert crf_main(["search", "--checkpoint", str(ckpt), "--num", "0"]) == 2
+    capsys.readouterr()
+    # The old entry point (python -m rsis_lite.crf search ...) says where the command went, then runs it.
+    assert forward_old_entry_point("rsis_lite.crf", {"bench": "crf-bench", "search": "crf-search"},
+                                   ["search", "--checkpoint", str(ckpt), "--num", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "deprecated" in err and "python -m rsis_lite crf-search" in err and "--num" in err

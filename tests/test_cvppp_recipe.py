@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rsis_lite.cli import main
+from rsis_lite.commands import main
 from rsis_lite.config import get_profile
 from rsis_lite.data.cvppp import CVPPPLeaves
 from rsis_lite.data.registry import load_dataset, max_instances
@@ -108,7 +108,7 @@ def test_cvppp_augmentation_changes_colour_and_keeps_ids():
 def test_the_documented_cvppp_command_runs_on_the_standin(standin, tmp_path):
     """README's 30-minute command, end to end on the stand-in (2 steps instead of 30 minutes): it
     starts from the checkpoint, trains at (106, 100) with the recipe's batch and rate, and records them."""
-    from rsis_lite.reproduce import shipped_checkpoint
+    from rsis_lite.checkpoint import shipped_checkpoint
 
     start = shipped_checkpoint("ris", "quick", "cvppp_like")
     assert start.is_file(), "the CVPPP-shaped checkpoint ships with the repository"

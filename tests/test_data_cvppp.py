@@ -115,10 +115,10 @@ def test_csv_mismatch_warns(tmp_path):
 def test_cvppp_keeps_its_true_shape(tmp_path, capsys):
     """A1 plants are 530 x 500 (H x W); the paper downsamples them x5 to (106, 100). A transposed
     size squashes every plant: this fails if the profile, the loader or predict swap H and W."""
-    from rsis_lite.cli import main
+    from rsis_lite.commands import main
     from rsis_lite.config import PROFILES
     from rsis_lite.data.io import read_label
-    from rsis_lite.reproduce import shipped_checkpoint
+    from rsis_lite.checkpoint import shipped_checkpoint
 
     write_family(tmp_path, "A1", 2, shape=(530, 500))
     for prof in PROFILES.values():

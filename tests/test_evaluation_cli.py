@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rsis_lite.cli import main
+from rsis_lite.commands import main
 from rsis_lite.errors import DataError
 from rsis_lite.evaluation import evaluate_folders, format_table
 from rsis_lite.metrics import image_scores

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from rsis_lite import config
-from rsis_lite.cli import main
+from rsis_lite.commands import main
 from rsis_lite.config import resolve_precision
 from rsis_lite.errors import ConfigError
 

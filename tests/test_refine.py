@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rsis_lite.cli import main
+from rsis_lite.commands import main
 from rsis_lite.errors import ConfigError
 from rsis_lite.nn import MaskRefine
 from rsis_lite.systems.ris import RIS, add_refinement

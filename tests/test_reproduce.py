@@ -4,8 +4,9 @@ import shutil
 
 import pytest
 
+import rsis_lite.checkpoint as ckmod
 import rsis_lite.reproduce as rep
-from rsis_lite.cli import main
+from rsis_lite.commands import main
 from rsis_lite.config import get_profile
 
 
@@ -15,7 +16,7 @@ def test_reproduce_writes_the_table(tmp_path, monkeypatch):
     shipped = rep.shipped_checkpoint("ris", "quick")
     shutil.copy(shipped, ckdir / "ris_leaves_quick.pt")
     shutil.copy(str(shipped) + ".crf.json", ckdir / "ris_leaves_quick.pt.crf.json")
-    monkeypatch.setattr(rep, "CHECKPOINTS", ckdir)
+    monkeypatch.setattr(ckmod, "CHECKPOINTS", ckdir)
     prof = get_profile("quick", n_val=6)
     text = rep.reproduce(profile=prof, out=tmp_path / "summary.md")
     assert (tmp_path / "summary.md").read_text() == text
@@ -37,19 +38,27 @@ def test_reproduce_writes_the_table(tmp_path, monkeypatch):
 
 
 def test_reproduce_lists_systems_without_a_checkpoint(tmp_path, monkeypatch):
-    monkeypatch.setattr(rep, "CHECKPOINTS", tmp_path)
+    monkeypatch.setattr(ckmod, "CHECKPOINTS", tmp_path)
     text = rep.reproduce(profile=get_profile("quick", n_val=2), out=tmp_path / "s.md")
     assert "No shipped quick checkpoint for: ris" in text
     assert not any(line.startswith("| RIS") for line in text.splitlines())
 
 
-def test_retrain_goes_through_the_train_command(tmp_path, monkeypatch):
+def test_retrain_calls_the_train_function_with_the_recipe(tmp_path, monkeypatch):
+    """reproduce --retrain trains through rsis_lite.train.train (not the command line), with the
+    system's recipe: nothing but the system, the data, the profile and the output is set."""
+    from types import SimpleNamespace
+
+    from rsis_lite.data.registry import DataOptions
+    from rsis_lite.errors import TrainingError
+    from rsis_lite.train import TrainOptions
+
     calls = []
-    monkeypatch.setattr("rsis_lite.cli.main", lambda argv: calls.append(argv) or 2)
-    with pytest.raises(Exception, match="failed"):
+    monkeypatch.setattr(rep, "train", lambda opts: calls.append(opts) or SimpleNamespace(step=0))
+    with pytest.raises(TrainingError, match="made no step"):
         rep.retrain_system("ris", "quick", tmp_path / "x.pt")
-    assert calls == [["train", "--model", "ris", "--data", "leaves", "--profile", "quick", "--out",
-                      str(tmp_path / "x.pt")]]
+    assert calls == [TrainOptions(model="ris", out=tmp_path / "x.pt", data=DataOptions(kind="leaves", split="train"),
+                                  profile="quick")]
 
 
 def only_shipped(tmp_path, monkeypatch, system: str, kind: str):
@@ -59,7 +68,7 @@ def only_shipped(tmp_path, monkeypatch, system: str, kind: str):
     shipped = rep.shipped_checkpoint(system, "quick", kind)
     assert shipped.is_file(), f"the {kind} checkpoint ships with the repository"
     shutil.copy(shipped, ckdir / shipped.name)
-    monkeypatch.setattr(rep, "CHECKPOINTS", ckdir)
+    monkeypatch.setattr(ckmod, "CHECKPOINTS", ckdir)
     return shipped
 
 
@@ -80,7 +89,7 @@ def test_reproduce_adds_a_cvppp_like_row_on_cvppp_shaped_scenes(tmp_path, monkey
     and its row's SBD equals the CLI's export -> predict -> evaluate route on the same scenes."""
     shipped = only_shipped(tmp_path, monkeypatch, "ris", "cvppp_like")
     prof = get_profile("quick", n_val=4)
-    ds = rep.scenes("cvppp_like", prof)
+    ds = rep.SCENE_SETS["cvppp_like"].scenes(prof)
     counts = [int(ds[i][1].max()) for i in range(len(ds))]
     assert tuple(ds[0][0].shape) == (3, 106, 100) and all(11 <= c <= 20 for c in counts)
     text = rep.reproduce(profile=prof, out=tmp_path / "summary.md")
@@ -100,6 +109,7 @@ def test_reproduce_adds_a_cvppp_like_row_on_cvppp_shaped_scenes(tmp_path, monkey
     tta_cell = float(row.split("|")[4].split()[0])
     assert main(["predict", "--checkpoint", str(shipped), "--data", "folder", "--root", str(scenes), "--tta", "d8",
                  "--tta-fuse", "vote", "--overlap", "argmax", "--out", str(tmp_path / "tta")]) == 0
-    assert main(["evaluate", "--pred", str(tmp_path / "tta"), "--gt", str(scenes / "labels"), "--json", str(res)]) == 0
+    assert main(["evaluate", "--pred", str(tmp_path / "tta"), "--gt", str(scenes / "labels"), "--json", str(res),
+                 "--overwrite"]) == 0
     tta = json.loads(res.read_text())["mean"]["SBD"]
     assert abs(tta_cell - 100 * tta) < 1.5 and tta != sbd, (tta_cell, tta, sbd)   # PNG images are 8-bit

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from rsis_lite.checkpoint import load_checkpoint, save_checkpoint
-from rsis_lite.cli import main
+from rsis_lite.commands import main
 from rsis_lite.data import SyntheticLeaves
 from rsis_lite.data.io import read_label, write_label
 from rsis_lite.errors import CheckpointError, TrainingError
-from rsis_lite.reproduce import shipped_checkpoint
+from rsis_lite.checkpoint import shipped_checkpoint
 from rsis_lite.systems.ris import RIS, RISTrainConfig
 from rsis_lite.train import BatchSource, Trainer
 
@@ -104,9 +104,9 @@ def test_numbers_are_range_checked_once(argv, flag, tmp_path, capsys):
 
 
 def test_output_paths_are_checked_before_the_work(tmp_path, capsys, monkeypatch):
-    import rsis_lite.evaluation as ev
+    import rsis_lite.commands.evaluate as ev
 
-    monkeypatch.setattr(ev, "_evaluate_checkpoint", lambda args: pytest.fail("work started"))
+    monkeypatch.setattr(ev, "_checkpoint", lambda args: pytest.fail("work started"))
     assert main(["evaluate", "--checkpoint", SHIPPED, "--num", "2", "--json", str(tmp_path)]) == 2
     one_clean_line(capsys.readouterr().err, "--json", "folder")
     (tmp_path / "afile").write_text("x")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from rsis_lite.cli import main
+from rsis_lite.commands import main
 from rsis_lite.data.io import read_label
 from rsis_lite.data.registry import VAL_SEED, load_dataset
 from rsis_lite.data.synthetic import SyntheticLeaves, _illumination, render_scene
@@ -183,8 +183,8 @@ def test_cli_export_writes_rosettes(tmp_path):
 def test_train_records_the_style_and_predict_rebuilds_it(tmp_path, monkeypatch):
     """train passes --style to its train and val scenes and stores it; predict reuses it by default."""
     import rsis_lite.data.registry as registry
-    from rsis_lite.cli import build_parser
-    from rsis_lite.inference import dataset_for_checkpoint
+    from rsis_lite.data.registry import DataOptions
+    from rsis_lite.inference import prepare
 
     seen = []
     real = registry.load_dataset
@@ -202,9 +202,7 @@ def test_train_records_the_style_and_predict_rebuilds_it(tmp_path, monkeypatch):
     ck = torch.load(ckpt, weights_only=True)
     assert ck["data"]["style"] == "rosette" and ck["data"]["kind"] == "leaves"
 
-    args = build_parser().parse_args(["predict", "--checkpoint", str(ckpt), "--out", str(tmp_path / "p"),
-                                      "--num", "2", "--split", "val", "--profile", "quick"])
-    ds, size, _, _ = dataset_for_checkpoint(args, ck)
-    assert ds.style == "rosette" and size == (32, 32)
-    args.style = "classic"                                             # an explicit --style wins
-    assert dataset_for_checkpoint(args, ck)[0].style == "classic"
+    data = DataOptions(kind="leaves", split="val", num=2)
+    setup = prepare(ckpt, data, "quick")
+    assert setup.dataset.style == "rosette" and setup.size == (32, 32)
+    assert prepare(ckpt, data.with_(style="classic"), "quick").dataset.style == "classic"   # an explicit --style wins

@@ -1,19 +1,27 @@
-"""The System protocol and registry, and RIS's inference rules driven by a scripted test double.
+"""The System protocol and registry, and the shared predict loop driven by a scripted test double.
 
 ``StubRIS`` replaces RIS's network by scripted per-step masks and confidences, so the stop rule,
 "earlier instances win", the small-step guard and the resizing back to the original size are
-checked against label maps written out by hand.
+checked against label maps written out by hand. ``Blob`` is a fourth system written the way the
+extension path says, registered by a test: the built-ins stay and the protocol holds for it.
 """
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from rsis_lite.config import get_profile
 from rsis_lite.data import SyntheticLeaves, collate_instances
-from rsis_lite.data.instances import masks_to_labels
-from rsis_lite.errors import RsisError
-from rsis_lite.inference import inference_cap, predict_dataset
-from rsis_lite.systems import Prediction, assemble_labels, build, get_system, names
+from rsis_lite.errors import ConfigError, RsisError
+from rsis_lite.inference import InferenceOptions, inference_cap, predict_dataset
+from rsis_lite.matching import matched_soft_iou
+from rsis_lite.systems import (ConfigBase, Prediction, StepOut, System, TrainConfig, assemble_labels, build,
+                               get_system, names, register)
+from rsis_lite.systems import registry
+from rsis_lite.systems.base import batch_n_max
 from rsis_lite.systems.ris import RIS, RISConfig
 
 
@@ -112,7 +120,7 @@ def test_predict_dataset_resizes_to_the_original_size():
 
     m = [[box(4, 6, 0, 2, 0, 3), box(4, 6, 2, 4, 3, 6)]]
     stub = StubRIS(np.asarray(m + m), np.asarray([[0.9, 0.9], [0.1, 0.1]]))
-    (la, sa), (lb, sb) = predict_dataset(stub, Small(), max_steps=2)
+    (la, sa), (lb, sb) = predict_dataset(stub, Small(), InferenceOptions(max_steps=2))
     small = np.zeros((4, 6), np.int64)
     small[0:2, 0:3] = 1
     assert np.array_equal(la, np.kron(small, np.ones((2, 2), np.int64)))   # nearest upsampling x2
@@ -120,14 +128,44 @@ def test_predict_dataset_resizes_to_the_original_size():
     assert len(sa) == len(sb) == 1
 
 
-def test_assemble_labels_matches_masks_to_labels():
-    """With a one-pixel guard the shared assembly is the instance utility's first-wins rule."""
-    rng = np.random.default_rng(0)
+def brute_first_wins(masks: np.ndarray, min_new: int) -> tuple[np.ndarray, list[int]]:
+    """Pixel by pixel: step t takes the unclaimed pixels of its mask if there are at least min_new."""
+    t_all, h, w = masks.shape
+    labels = np.zeros((h, w), np.int64)
+    kept = []
+    for t in range(t_all):
+        new = [(y, x) for y in range(h) for x in range(w) if masks[t, y, x] and labels[y, x] == 0]
+        if len(new) >= max(min_new, 1):
+            kept.append(t)
+            for y, x in new:
+                labels[y, x] = len(kept)
+    return labels, kept
+
+
+@pytest.mark.parametrize("min_new", [1, 3, 6])
+def test_assemble_labels_matches_a_pixel_loop(min_new):
+    """The shared assembly against a loop over pixels: earlier steps win, small steps are dropped."""
+    rng = np.random.default_rng(min_new)
     for _ in range(20):
-        masks = torch.as_tensor(rng.random((5, 9, 7)) > 0.7)
-        labels, kept = assemble_labels(masks, min_new_pixels=1)
-        assert torch.equal(labels, masks_to_labels(masks))
-        assert len(kept) == int(labels.max()) and all((labels == k + 1).any() for k in range(len(kept)))
+        masks = rng.random((5, 9, 7)) > 0.7
+        labels, kept = assemble_labels(torch.as_tensor(masks), min_new_pixels=min_new)
+        want, want_kept = brute_first_wins(masks, min_new)
+        np.testing.assert_array_equal(labels.numpy(), want)
+        assert list(kept) == want_kept
+
+
+def test_every_system_stops_by_the_same_rule_at_or_above_the_threshold():
+    """go >= stop_threshold continues (one meaning for all systems): a confidence of exactly 0.5
+    keeps running at threshold 0.5 and stops at 0.51."""
+    h = w = 4
+    m = [[box(h, w, 0, 2, 0, 4)], [box(h, w, 2, 4, 0, 4)], [box(h, w, 0, 4, 0, 1)]]
+    conf = [[0.5], [0.5], [0.2]]
+    (p,) = run(m, conf, stop_threshold=0.5)
+    assert list(p.steps) == [0, 1]
+    (q,) = run(m, conf, stop_threshold=0.51)
+    assert list(q.steps) == [] and len(q.conf) == 1
+    with pytest.raises(ConfigError, match="unknown post-processing"):
+        run(m, conf, conf_threshold=0.5)
 
 
 def test_inference_cap_comes_from_the_data():
@@ -152,8 +190,8 @@ def test_building_for_loading_never_downloads():
     assert model.config.pretrained is False
 
 
-@pytest.mark.parametrize("name", names())
-def test_every_system_follows_the_protocol(name):
+def check_protocol(name: str) -> None:
+    """Recipe, configs, loss, optimiser groups and the predict loop of a registered system."""
     cls = get_system(name)
     model_cfg, train_cfg = cls.recipe(get_profile("quick"), {"kind": "leaves", "max_instances": 8})
     assert isinstance(model_cfg, cls.Config) and isinstance(train_cfg, cls.TrainConfig)
@@ -171,3 +209,83 @@ def test_every_system_follows_the_protocol(name):
     preds = system.predict(batch["image"], max_steps=4)
     assert len(preds) == 2 and all(p.labels.shape == (24, 24) for p in preds)
     assert all(len(p.scores) == int(p.labels.max()) == len(p.steps) for p in preds)
+    assert cls.title and cls.stop_rule and system.post.overlap in ("first", "argmax")
+
+
+@pytest.mark.parametrize("name", names())
+def test_every_system_follows_the_protocol(name):
+    check_protocol(name)
+
+
+# -- a fourth system, added as the extension path says --------------------------------------------
+@dataclass
+class BlobConfig(ConfigBase):
+    width: int = 2
+
+
+class Blob(System):
+    """One 1x1 conv mask repeated every step; the stop probability falls by one logit per step."""
+
+    name = "blob_stub"
+    title = "Blob (a test double)"
+    stop_rule = "sigmoid(b - t)"
+    Config = BlobConfig
+    TrainConfig = TrainConfig
+
+    def __init__(self, config: BlobConfig | None = None) -> None:
+        super().__init__(config or BlobConfig())
+        self.conv = nn.Conv2d(3, self.config.width, 1)
+        self.head = nn.Conv2d(self.config.width, 1, 1)
+        self.b = nn.Parameter(torch.tensor(2.0))
+
+    @classmethod
+    def recipe(cls, profile, data=None, steps=None, batch_size=None, lr=None, time_budget_min=None):
+        return BlobConfig(), TrainConfig(steps=steps or 10, batch_size=batch_size or 2)
+
+    @classmethod
+    def tiny(cls):
+        return BlobConfig()
+
+    def _mask(self, images):
+        return torch.sigmoid(self.head(torch.relu(self.conv(images))))[:, 0]     # (B, H, W)
+
+    def loss(self, batch, step, cfg):
+        steps = batch_n_max(batch) + 1
+        masks = self._mask(batch["image"])[:, None].expand(-1, steps, -1, -1)  # (B, T, H, W)
+        matched = matched_soft_iou(masks, batch["masks"], batch["counts"]).matched
+        go = self.b - torch.arange(steps, dtype=torch.float32)                   # (T,)
+        target = (torch.arange(steps)[None] < batch["counts"][:, None]).float()   # (B, T)
+        total = -matched.mean() + F.binary_cross_entropy_with_logits(go.expand_as(target), target)
+        return total, {"loss": total.item()}
+
+    def begin(self, images):
+        return self._mask(images), 0
+
+    def emit(self, state):
+        mask, t = state
+        go = torch.sigmoid(self.b - t).expand(mask.shape[0])                    # (B,)
+        return StepOut(mask, go, go), (mask, t + 1)
+
+
+def test_registering_a_fourth_system_keeps_the_built_ins_and_the_protocol_holds():
+    before = names()
+    try:
+        assert register(Blob) is Blob
+        assert names() == before + ["blob_stub"] and get_system("blob_stub") is Blob
+        for builtin in ("ris", "attention", "rsis"):
+            assert builtin in names()
+        check_protocol("blob_stub")
+        (p,) = build("blob_stub", {}).predict(torch.rand(1, 3, 8, 8), max_steps=10)
+        assert len(p.conf) == 4          # sigmoid(2 - t) >= 0.5 for t = 0, 1, 2; step 3 is where it stops
+        assert list(p.steps) == [0]      # steps 1 and 2 repeat step 0's mask: nothing new to claim
+    finally:
+        registry._REGISTRY.pop("blob_stub", None)
+    assert names() == before
+
+
+def test_a_system_without_a_name_is_refused():
+    class Nameless(Blob):
+        name = ""
+
+    with pytest.raises(ConfigError, match="no registry name"):
+        register(Nameless)

@@ -87,7 +87,7 @@ def test_resume_after_interrupt_gives_the_same_weights(tmp_path):
     assert c.step == 3
     c.fit(progress=False)
     assert c.step == a.step == 6
-    for (k, va), vc in zip(a.model.state_dict().items(), c.model.state_dict().values()):
+    for (k, va), vc in zip(a.system.state_dict().items(), c.system.state_dict().values()):
         assert torch.equal(va, vc), k
     assert a.history["loss"] == c.history["loss"]
 

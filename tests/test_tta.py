@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from rsis_lite.cli import main
+from rsis_lite.commands import main
 from rsis_lite.data.io import read_label
 from rsis_lite.data.registry import load_dataset
-from rsis_lite.inference import load_system, predict_full
+from rsis_lite.inference import load_system
 from rsis_lite.systems.ris import RIS
 from rsis_lite.systems.base import Prediction
 from rsis_lite.tta import (VIEWS, cluster_instances, fuse_masks, mask_iou, match_instances, tta_predict, from_view,
                            to_view, vote)
-from rsis_lite.reproduce import shipped_checkpoint
+from rsis_lite.checkpoint import shipped_checkpoint
 
 CVPPP_LIKE = shipped_checkpoint("ris", "quick", "cvppp_like")
 SHIPPED = {"ris": CVPPP_LIKE, "rsis": shipped_checkpoint("rsis", "quick"),
@@ -214,57 +214,106 @@ def test_every_system_runs_d8_on_a_rectangle(name):
 
 @pytest.fixture(scope="module")
 def rosettes(tmp_path_factory):
+    """Two CVPPP-shaped scenes (106 x 100, 11-20 leaves) for the end-to-end check of the shipped file."""
     folder = tmp_path_factory.mktemp("rosettes") / "s"
     assert main(["export", "--data", "leaves", "--style", "rosette", "--size", "106", "100", "--leaves", "11", "20",
-                 "--seed", "77", "--num", "6", "--out", str(folder)]) == 0
+                 "--seed", "77", "--num", "2", "--out", str(folder)]) == 0
     return folder
 
 
-def test_predict_and_evaluate_with_tta(rosettes, tmp_path):
-    """predict --tta d8 writes exactly the fused labels; evaluate --checkpoint --tta scores the same maps."""
+@pytest.fixture(scope="module")
+def leaves(tmp_path_factory):
+    """Two 64 x 64 synthetic scenes for the shipped leaves checkpoint."""
+    folder = tmp_path_factory.mktemp("leaves") / "s"
+    assert main(["export", "--data", "leaves", "--seed", "4242", "--num", "2", "--out", str(folder)]) == 0
+    return folder
+
+
+def hand_flip_average(system, image: torch.Tensor, max_steps: int) -> np.ndarray:
+    """--tta flip --overlap argmax written out for one image (3, H, W): predict the four flips with
+    the plain system, flip each view's kept masks back (numpy), match them to the plain view's by
+    scipy's Hungarian on the IoU of the masks > 0.5, average pairs above IoU 0.1, then give each
+    pixel to the highest averaged mask above 0.5 and drop instances of fewer than 4 pixels."""
+    from scipy.optimize import linear_sum_assignment
+
+    kept = []
+    for axes in ((), (-1,), (-2,), (-2, -1)):
+        view = image.flip(axes) if axes else image
+        p = system.predict(view[None], max_steps=max_steps, overlap="argmax")[0]
+        m = p.masks[torch.as_tensor(p.steps)].numpy()                         # (K_v, H, W) in the view
+        kept.append(np.flip(m, [a % 3 for a in axes]) if axes else m)        # back in the image's frame
+    ref = kept[0]
+    total, count = ref.astype(np.float64).copy(), np.ones(len(ref))
+    for other in kept[1:]:
+        iou = np.array([[((a > 0.5) & (b > 0.5)).sum() / max(((a > 0.5) | (b > 0.5)).sum(), 1) for b in other]
+                        for a in ref]).reshape(len(ref), len(other))
+        for k, j in zip(*linear_sum_assignment(-iou)):
+            if iou[k, j] > 0.1:
+                total[k] += other[j]
+                count[k] += 1
+    fused = (total / count[:, None, None]).astype(np.float32)                 # (K, H, W)
+    labels = np.zeros(image.shape[-2:], np.int64)
+    if len(fused):
+        owner, best = fused.argmax(0), fused.max(0)
+        k_new = 0
+        for k in range(len(fused)):
+            mine = (owner == k) & (best > 0.5)
+            if mine.sum() >= 4:
+                k_new += 1
+                labels[mine] = k_new
+    return labels
+
+
+def test_predict_tta_flip_equals_the_fusion_written_out(leaves, tmp_path):
+    """predict --tta flip --overlap argmax writes the label maps of the fusion composed by hand from
+    plain predictions; evaluate --checkpoint --tta scores the same maps as evaluate of the PNGs."""
+    ckpt = shipped_checkpoint("ris", "quick")
     out, plain_out = tmp_path / "tta", tmp_path / "plain"
-    common = ["--checkpoint", str(CVPPP_LIKE), "--data", "folder", "--root", str(rosettes), "--overlap", "argmax"]
-    assert main(["predict", *common, "--tta", "d8", "--out", str(out)]) == 0
+    common = ["--checkpoint", str(ckpt), "--data", "folder", "--root", str(leaves), "--overlap", "argmax"]
+    assert main(["predict", *common, "--tta", "flip", "--out", str(out)]) == 0
     assert main(["predict", *common, "--out", str(plain_out)]) == 0
-    system, _ = load_system(CVPPP_LIKE)
-    ds = load_dataset("folder", root=rosettes, split="all", size=(106, 100))
-    want = predict_full(system, ds, max_steps=24, tta="d8", overlap="argmax")
+    system, _ = load_system(ckpt)
+    ds = load_dataset("folder", root=leaves, split="all", size=(64, 64))
     changed = 0
-    for i, (lab, _) in enumerate(want):
+    for i in range(len(ds)):
         name = f"{ds.ids[i]}.png"
         got = read_label(out / name).numpy()
-        assert np.array_equal(got, lab), name
+        np.testing.assert_array_equal(got, hand_flip_average(system, ds[i][0], max_steps=12))
         changed += not np.array_equal(got, read_label(plain_out / name).numpy())
-    assert changed >= 3                                                    # the views do change the masks
+    assert changed >= 1                                                    # the views do change the masks
     js = tmp_path / "e.json"
-    assert main(["evaluate", *common, "--tta", "d8", "--json", str(js)]) == 0
-    assert main(["evaluate", "--pred", str(out), "--gt", str(rosettes / "labels"), "--json", str(tmp_path / "f.json")]) == 0
+    assert main(["evaluate", *common, "--tta", "flip", "--json", str(js)]) == 0
+    assert main(["evaluate", "--pred", str(out), "--gt", str(leaves / "labels"), "--json", str(tmp_path / "f.json")]) == 0
     a, b = (json.loads(p.read_text())["mean"] for p in (js, tmp_path / "f.json"))
     assert a["SBD"] == pytest.approx(b["SBD"]) and a["abs_DiC"] == pytest.approx(b["abs_DiC"])
 
 
-def test_predict_and_evaluate_with_vote(rosettes, tmp_path):
-    """predict --tta d8 --tta-fuse vote writes exactly predict_full's voted labels, keeps each image's
-    plain count up to dropped slivers, and evaluate --checkpoint scores the same maps."""
+def test_shipped_cvppp_like_file_end_to_end_with_the_vote(rosettes, tmp_path):
+    """The shipped CVPPP-shaped file through predict --tta d8 --tta-fuse vote --overlap argmax: the
+    labels are the vote (rsis_lite.tta.vote, tested on hand-built views above) of the eight plain
+    predictions composed here, each keeps the plain view's count up to dropped slivers, and
+    evaluate --checkpoint scores the same maps as evaluate of the PNGs."""
     common = ["--checkpoint", str(CVPPP_LIKE), "--data", "folder", "--root", str(rosettes), "--overlap", "argmax",
               "--tta", "d8"]
     out = tmp_path / "vote"
     assert main(["predict", *common, "--tta-fuse", "vote", "--out", str(out)]) == 0
     system, _ = load_system(CVPPP_LIKE)
     ds = load_dataset("folder", root=rosettes, split="all", size=(106, 100))
-    want = predict_full(system, ds, max_steps=24, tta="d8", fuse="vote", overlap="argmax")
-    plain = predict_full(system, ds, max_steps=24, overlap="argmax")
-    average = predict_full(system, ds, max_steps=24, tta="d8", overlap="argmax")
-    for i, ((lab, p), (plab, pp), (alab, _)) in enumerate(zip(want, plain, average)):
-        assert np.array_equal(read_label(out / f"{ds.ids[i]}.png").numpy(), lab)
-        assert len(p.steps) <= len(pp.steps) and int(lab.max()) == len(p.steps) == len(p.scores)
-        assert p.masks.shape[0] >= pp.masks.shape[0] and (p.steps < p.masks.shape[0]).all()
-    assert any(not np.array_equal(lab, alab) for (lab, _), (alab, _) in zip(want, average))
+    images = torch.stack([ds[i][0] for i in range(len(ds))])               # (2, 3, 106, 100)
+    views = VIEWS["d8"]
+    per_view = [system.predict(to_view(images, v), max_steps=24, overlap="argmax") for v in views]
+    for i in range(len(ds)):
+        ref, others = per_view[0][i], [p[i] for p in per_view[1:]]
+        back = [from_view(p.masks[torch.as_tensor(p.steps)], v) for p, v in zip(others, views[1:])]
+        want = vote(system, ref, others, back, overlap="argmax")
+        lab = read_label(out / f"{ds.ids[i]}.png").numpy()
+        np.testing.assert_array_equal(lab, want.labels.numpy())
+        assert int(lab.max()) <= len(ref.steps) and int(lab.max()) >= 11 - 3   # a plant of 11-20 leaves
     js = tmp_path / "e.json"
     assert main(["evaluate", *common, "--tta-fuse", "vote", "--json", str(js)]) == 0
     assert main(["evaluate", "--pred", str(out), "--gt", str(rosettes / "labels"), "--json", str(tmp_path / "f.json")]) == 0
     a, b = (json.loads(p.read_text())["mean"] for p in (js, tmp_path / "f.json"))
-    assert a["SBD"] == pytest.approx(b["SBD"]) and a["abs_DiC"] == pytest.approx(b["abs_DiC"])
+    assert a["SBD"] == pytest.approx(b["SBD"]) and a["abs_DiC"] == pytest.approx(b["abs_DiC"]) and a["SBD"] > 0.6
 
 
 def test_tta_refusals_are_one_line(rosettes, tmp_path, capsys):

@@ -44,7 +44,7 @@ class JointAugment:
         seed: int | None = None,
     ) -> None:
         # Imported here: torchvision takes a noticeable time to import, and only training needs it.
-        from torchvision.transforms import InterpolationMode, v2
+        from torchvision.transforms import InterpolationMode, v2  # lazy: see the comment above
 
         self.rot90 = rot90
         self.config = dict(hflip=hflip, vflip=vflip, rot90=rot90, rotation_degrees=rotation_degrees,
@@ -79,7 +79,7 @@ class JointAugment:
             return self._apply(image, labels, classes)
 
     def _apply(self, image: Tensor, labels: Tensor, classes: Tensor | None = None):
-        from torchvision import tv_tensors
+        from torchvision import tv_tensors  # lazy: a slow import, only training needs it
 
         ids_in = torch.unique(labels)
         if self.rot90:

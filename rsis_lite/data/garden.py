@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from rsis_lite.data.synthetic import _SceneIds, _soil, _upsample_matrix, close_gaps, drop_slivers
+from rsis_lite.errors import ConfigError
 
 CLASS_NAMES = ("leaf", "flower", "stone")   # class id k is CLASS_NAMES[k - 1]
 NUM_CLASSES = len(CLASS_NAMES)
@@ -197,9 +198,9 @@ class SyntheticGarden(torch.utils.data.Dataset):
                  max_objects: int = 8, noise: float = 0.03,
                  transform: Callable[..., tuple[Tensor, Tensor, Tensor]] | None = None) -> None:
         if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
+            raise ConfigError(f"n must be >= 0, got {n}")
         if not 1 <= min_objects <= max_objects:
-            raise ValueError(f"need 1 <= min_objects <= max_objects, got {min_objects}, {max_objects}")
+            raise ConfigError(f"need 1 <= min_objects <= max_objects, got {min_objects}, {max_objects}")
         self.n, self.size, self.seed = int(n), size, int(seed)
         # "max_leaves" is the key rsis_lite.data.registry.max_instances reads for synthetic scenes.
         self.kwargs = dict(min_leaves=min_objects, max_leaves=max_objects, noise=noise)

@@ -15,9 +15,10 @@ from __future__ import annotations
 from typing import Literal, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from rsis_lite.errors import DataError
+from rsis_lite.errors import ConfigError, DataError
 
 
 def relabel_sequential(labels: Tensor) -> Tensor:
@@ -44,6 +45,13 @@ def relabel_sequential(labels: Tensor) -> Tensor:
     return out
 
 
+def resize_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
+    """Nearest-neighbour resize of a label map (H, W) -> ``size``; ids are kept exactly."""
+    if tuple(labels.shape) == tuple(size):
+        return labels
+    return F.interpolate(labels[None, None].float(), size=size, mode="nearest")[0, 0].long()
+
+
 def labels_to_masks(labels: Tensor) -> Tensor:
     """Label map (H, W) int -> mask stack (K, H, W) bool; slice k-1 is instance k.
 
@@ -65,7 +73,7 @@ def assemble_labels(binary: Tensor, min_new_pixels: int = 1) -> tuple[Tensor, li
     ``min_new_pixels`` of them. Kept mask ``kept[k]`` becomes instance ``k + 1``.
     """
     if binary.dim() != 3:
-        raise ValueError(f"masks must be (T, H, W), got shape {tuple(binary.shape)}")
+        raise DataError(f"masks must be (T, H, W), got shape {tuple(binary.shape)}")
     labels = torch.zeros(binary.shape[-2:], dtype=torch.int64, device=binary.device)  # (H, W)
     kept: list[int] = []
     for t in range(binary.shape[0]):
@@ -80,9 +88,9 @@ OVERLAPS = ("first", "argmax")
 
 
 def check_overlap(overlap: str) -> str:
-    """``overlap`` if it is one of :data:`OVERLAPS`, else a one-line ValueError."""
+    """``overlap`` if it is one of :data:`OVERLAPS`, else a one-line :class:`ConfigError`."""
     if overlap not in OVERLAPS:
-        raise ValueError(f"unknown overlap rule {overlap!r}; use one of {', '.join(OVERLAPS)}")
+        raise ConfigError(f"unknown overlap rule {overlap!r}; use one of {', '.join(OVERLAPS)}")
     return overlap
 
 
@@ -98,7 +106,7 @@ def claim_masks(masks: Tensor, threshold: float, overlap: str = "first") -> Tens
     """
     check_overlap(overlap)
     if masks.dim() != 3:
-        raise ValueError(f"masks must be (K, H, W), got shape {tuple(masks.shape)}")
+        raise DataError(f"masks must be (K, H, W), got shape {tuple(masks.shape)}")
     if overlap == "first" or masks.shape[0] == 0:
         return masks > threshold                                            # (K, H, W)
     best, owner = masks.max(0)                                              # (H, W), (H, W)
@@ -115,7 +123,7 @@ def masks_to_labels(masks: Tensor, threshold: float = 0.5) -> Tensor:
     """
     masks = torch.as_tensor(masks)
     if masks.dim() != 3:
-        raise ValueError(f"masks must be (K, H, W), got shape {tuple(masks.shape)}")
+        raise DataError(f"masks must be (K, H, W), got shape {tuple(masks.shape)}")
     binary = masks if masks.dtype == torch.bool else masks > threshold
     return assemble_labels(binary, 1)[0]
 
@@ -135,6 +143,15 @@ def sort_by_area(labels: Tensor, descending: bool = True) -> Tensor:
     new_of_old = torch.zeros(k + 1, dtype=torch.int64, device=labels.device)
     new_of_old[order + 1] = torch.arange(1, k + 1, device=labels.device)
     return new_of_old[labels]
+
+
+def sort_masks_by_area(masks: Tensor) -> Tensor:
+    """Reorder each image's mask stack largest first; padding slices (area 0) stay last, ties keep
+    their order (stable). masks (B, K, H, W) -> (B, K, H, W). Ren & Zemel feed and match their
+    targets in this order. (:func:`sort_by_area` does the same for one label map.)"""
+    area = masks.flatten(2).sum(-1)                                        # (B, K)
+    order = torch.sort(area, dim=1, descending=True, stable=True).indices  # (B, K)
+    return torch.gather(masks, 1, order[..., None, None].expand_as(masks))
 
 
 def pad_masks(
@@ -158,7 +175,7 @@ def pad_masks(
                 f"raise max_instances (the number of recurrent steps) or pass on_overflow='truncate'"
             )
         else:
-            raise ValueError(f"on_overflow must be 'error' or 'truncate', got {on_overflow!r}")
+            raise ConfigError(f"on_overflow must be 'error' or 'truncate', got {on_overflow!r}")
     out = torch.zeros(max_instances, h, w, dtype=masks.dtype, device=masks.device)
     out[:k] = masks
     valid = torch.zeros(max_instances, dtype=torch.bool, device=masks.device)

@@ -49,7 +49,10 @@ def read_image(path: str | Path) -> Tensor:
         arr = np.clip(arr / 65535.0, 0.0, 1.0)
         arr = np.repeat(arr[..., None], 3, axis=-1)
     elif mode == "F":
-        arr = np.clip(np.asarray(img).astype(np.float64), 0.0, 1.0)
+        arr = np.asarray(img).astype(np.float64)
+        if not np.isfinite(arr).all():
+            raise DataError(f"{path} has pixels that are not finite numbers (NaN or inf); fix or remove the image")
+        arr = np.clip(arr, 0.0, 1.0)
         arr = np.repeat(arr[..., None], 3, axis=-1)
     else:
         # Covers RGB, RGBA, LA, L, 1, P, CMYK, YCbCr: Pillow's own conversion to 8-bit RGB.
@@ -65,6 +68,9 @@ def read_label(path: str | Path) -> Tensor:
     silently merge or split instances.
     """
     img = _open(path)
+    if img.format == "JPEG":
+        raise DataError(f"{path} holds a JPEG image (whatever its name says); JPEG is lossy and cannot store "
+                        "instance ids exactly: save label maps as PNG or TIFF")
     if img.mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LA", "PA", "HSV", "LAB"):
         raise DataError(
             f"{path} is a {img.mode} image, but a label map must be a single-channel id map "
@@ -89,9 +95,9 @@ def write_label(path: str | Path, labels: Tensor | np.ndarray) -> Path:
     path = Path(path)
     arr = labels.detach().cpu().numpy() if isinstance(labels, Tensor) else np.asarray(labels)
     if arr.ndim != 2:
-        raise ValueError(f"labels must be (H, W), got shape {arr.shape}")
+        raise DataError(f"labels must be (H, W), got shape {arr.shape}")
     if arr.size and (arr.min() < 0 or arr.max() > 65535):
-        raise ValueError(f"label ids must be in 0..65535 to fit a PNG, got {arr.min()}..{arr.max()}")
+        raise DataError(f"label ids must be in 0..65535 to fit a PNG, got {arr.min()}..{arr.max()}")
     if arr.size == 0 or arr.max() <= 255:
         img = Image.fromarray(arr.astype(np.uint8))  # mode "L"
     else:

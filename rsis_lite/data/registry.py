@@ -1,13 +1,23 @@
-"""One entry point for every dataset the CLI and the notebooks use: :func:`load_dataset`."""
+"""One entry point for every dataset the commands and the notebooks use: :func:`load_dataset`.
+
+:class:`DataOptions` is what a command asks for (``--data``, ``--root``, ``--split`` ...), as plain
+data; :data:`SCENE_SETS` names the synthetic validation scenes that ``reproduce`` scores.
+"""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from torch import Tensor
 
 from rsis_lite.config import Profile, get_profile
+from rsis_lite.data.cvppp import CVPPPLeaves
+from rsis_lite.data.folder import InstanceFolder
+from rsis_lite.data.garden import SyntheticGarden
+from rsis_lite.data.io import read_label
+from rsis_lite.data.synthetic import SyntheticLeaves
 from rsis_lite.errors import DataError
 
 KINDS = ("leaves", "garden", "cvppp", "folder", "nuclei")
@@ -77,8 +87,6 @@ def load_dataset(
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     prof = get_profile(profile)
     if kind == "leaves":
-        from rsis_lite.data.synthetic import SyntheticLeaves
-
         side = _size2(size) or (prof.image_size, prof.image_size)
         if seed is None:
             seed = VAL_SEED if split == "val" else TRAIN_SEED
@@ -87,8 +95,6 @@ def load_dataset(
                                max_leaves=max_leaves or prof.max_leaves, transform=transform,
                                style=style or "classic")
     if kind == "garden":
-        from rsis_lite.data.garden import SyntheticGarden
-
         side = _size2(size) or (prof.image_size, prof.image_size)
         if seed is None:
             seed = VAL_SEED if split == "val" else TRAIN_SEED
@@ -96,11 +102,7 @@ def load_dataset(
                                seed=seed, min_objects=min_leaves or prof.min_leaves,
                                max_objects=max_leaves or prof.max_leaves, transform=transform)
     if kind == "cvppp":
-        from rsis_lite.data.cvppp import CVPPPLeaves
-
         return CVPPPLeaves(root, family=family, split=split, size=_size2(size), transform=transform)
-
-    from rsis_lite.data.folder import InstanceFolder
 
     if kind == "folder":
         if root is None:
@@ -135,8 +137,6 @@ def max_instances(dataset) -> int:
     if known:
         return max(known)
     if hasattr(dataset, "label_path"):
-        from rsis_lite.data.io import read_label
-
         return max((int(read_label(dataset.label_path(i)).max()) for i in range(len(dataset))), default=0)
     return max((int(dataset[i][1].max()) for i in range(len(dataset))), default=0)
 
@@ -144,3 +144,80 @@ def max_instances(dataset) -> int:
 def num_classes(dataset) -> int:
     """Object classes of ``dataset`` (1..C); 0 when its items carry no classes."""
     return int(getattr(dataset, "num_classes", 0) or 0)
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Which data to read: a dataset kind of :data:`KINDS` and its settings (``None``: the profile's
+    or the kind's default). ``leaves`` (min, max) and ``style`` apply to synthetic scenes only."""
+
+    kind: str = "leaves"
+    root: str | None = None
+    family: str = "A1"
+    split: str = "val"
+    seed: int | None = None
+    num: int | None = None
+    leaves: tuple[int, int] | None = None
+    style: str | None = None
+
+    def with_(self, **changes: Any) -> "DataOptions":
+        """A copy with ``changes``."""
+        return replace(self, **changes)
+
+    def keywords(self) -> dict[str, Any]:
+        """:func:`load_dataset`'s keywords for this kind (synthetic-only settings left out elsewhere)."""
+        kw: dict[str, Any] = dict(root=self.root, split=self.split, seed=self.seed, num=self.num, family=self.family)
+        if self.kind in ("leaves", "garden") and self.leaves:
+            kw.update(min_leaves=int(self.leaves[0]), max_leaves=int(self.leaves[1]))
+        if self.kind == "leaves" and self.style:
+            kw["style"] = self.style
+        return kw
+
+    def load(self, profile: str | Profile | None = None, size: tuple[int, int] | None = None, **over: Any):
+        """The dataset at ``size`` (None: the kind's default); ``over`` overrides keywords (e.g. ``num``)."""
+        return load_dataset(self.kind, size=size, profile=profile, **{**self.keywords(), **over})
+
+
+@dataclass(frozen=True)
+class SceneSet:
+    """Synthetic validation scenes that ``reproduce`` scores a shipped checkpoint on.
+
+    ``load``: :func:`load_dataset`'s kind and keywords (the rest: the profile's); ``retrain``:
+    ``reproduce --retrain`` can train its checkpoint from scratch with the system's recipe (False
+    for a fine-tune whose commands are in ``data/checkpoints/README.md``); ``extra_rows``: the
+    checkpoint is also scored with these inference options (row suffix -> options), its documented
+    best route.
+    """
+
+    name: str
+    load: dict[str, Any]
+    retrain: bool = True
+    extra_rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def scenes(self, profile: str | Profile | None = None, seed: int = VAL_SEED):
+        """The scenes (seed ``seed``, the profile's count)."""
+        spec = dict(self.load)
+        return load_dataset(spec.pop("kind"), split="val", profile=profile, seed=seed, **spec)
+
+    def label(self, profile: Profile) -> str:
+        """The data column of a results row, e.g. ``synthetic leaves 64px, seed 1000``."""
+        size = self.load.get("size")
+        where = f"{size[0]}x{size[1]}" if size else f"{profile.image_size}px"
+        return f"synthetic {self.name} {where}, seed {VAL_SEED}"
+
+
+SCENE_SETS: dict[str, SceneSet] = {s.name: s for s in (
+    SceneSet("leaves", {"kind": "leaves"}),
+    SceneSet("garden", {"kind": "garden"}),
+    SceneSet("cvppp_like", {"kind": "leaves", "style": "rosette", "size": (106, 100), "min_leaves": 11,
+                            "max_leaves": 20},
+             retrain=False,
+             extra_rows={"+ TTA d8 vote, argmax": {"tta": "d8", "fuse": "vote", "overlap": "argmax"}}),
+)}
+
+
+def scene_set(name: str, profile: str | Profile | None = None, seed: int = VAL_SEED):
+    """The scenes of :data:`SCENE_SETS` ``name`` (seed ``seed``, the profile's count)."""
+    if name not in SCENE_SETS:
+        raise DataError(f"unknown scene set {name!r}; choose one of {', '.join(SCENE_SETS)}")
+    return SCENE_SETS[name].scenes(profile, seed)

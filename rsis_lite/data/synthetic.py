@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rsis_lite.errors import ConfigError
+
 
 # Reference side length: areas given "at 64x64 scale" are scaled by (H * W) / REF**2.
 REF = 64
@@ -329,7 +331,7 @@ def render_scene(
         order (later = on top).
     """
     if style not in STYLES:
-        raise ValueError(f"unknown scene style {style!r}; choose one of {', '.join(STYLES)}")
+        raise ConfigError(f"unknown scene style {style!r}; choose one of {', '.join(STYLES)}")
     h, w = (size, size) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
     if style == "rosette":
         return render_rosette(rng, (h, w), min_leaves, max_leaves, noise,
@@ -455,11 +457,11 @@ class SyntheticLeaves(torch.utils.data.Dataset):
         style: str = "classic",
     ) -> None:
         if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
+            raise ConfigError(f"n must be >= 0, got {n}")
         if style not in STYLES:
-            raise ValueError(f"unknown scene style {style!r}; choose one of {', '.join(STYLES)}")
+            raise ConfigError(f"unknown scene style {style!r}; choose one of {', '.join(STYLES)}")
         if not 1 <= min_leaves <= max_leaves:
-            raise ValueError(f"need 1 <= min_leaves <= max_leaves, got {min_leaves}, {max_leaves}")
+            raise ConfigError(f"need 1 <= min_leaves <= max_leaves, got {min_leaves}, {max_leaves}")
         self.n, self.size, self.seed = int(n), size, int(seed)
         self.kwargs = dict(min_leaves=min_leaves, max_leaves=max_leaves, overlap=overlap,
                            leaf_length=tuple(leaf_length), leaf_width=tuple(leaf_width), noise=noise)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from rsis_lite.errors import ConfigError
+
 State = tuple[Tensor, Tensor]  # (h, c), each (B, C_hidden, H, W)
 
 
@@ -36,7 +38,7 @@ class ConvLSTMCell(nn.Module):
                  dilation: int = 1, gate_bias: float = 1.0) -> None:
         super().__init__()
         if kernel_size % 2 != 1:
-            raise ValueError(f"kernel_size must be odd to keep the spatial size, got {kernel_size}")
+            raise ConfigError(f"kernel_size must be odd to keep the spatial size, got {kernel_size}")
         pad = dilation * (kernel_size // 2)
         self.in_channels = in_channels
         self.hidden_channels = hidden_channels
@@ -91,7 +93,7 @@ class ConvLSTM(nn.Module):
         if isinstance(hidden_channels, int):
             hidden_channels = [hidden_channels] * num_layers
         if len(hidden_channels) < 1:
-            raise ValueError("ConvLSTM needs at least one layer")
+            raise ConfigError("ConvLSTM needs at least one layer")
         ins = [in_channels] + list(hidden_channels[:-1])
         self.cells = nn.ModuleList(
             ConvLSTMCell(i, h, kernel_size, dilation=dilation, gate_bias=gate_bias)
@@ -137,7 +139,7 @@ class ConvLSTM(nn.Module):
         constant = x.dim() == 4
         if constant:
             if steps is None:
-                raise ValueError("a constant (B, C, H, W) input needs `steps`")
+                raise ConfigError("a constant (B, C, H, W) input needs `steps`")
             frame = x
         else:
             steps = x.shape[1]

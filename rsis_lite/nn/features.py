@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rsis_lite.errors import ConfigError
+
 
 def coord_channels(x: Tensor) -> Tensor:
     """Two channels with the y and x coordinate of every pixel in [-1, 1]: (B, 2, H, W)."""
@@ -42,9 +44,9 @@ class SmallCNN(nn.Module):
         super().__init__()
         dilations = tuple(dilations or (1,) * num_layers)
         if len(dilations) != num_layers:
-            raise ValueError(f"need {num_layers} dilations, got {dilations}")
+            raise ConfigError(f"need {num_layers} dilations, got {dilations}")
         if stride not in (1, 2):
-            raise ValueError(f"stride must be 1 or 2, got {stride}")
+            raise ConfigError(f"stride must be 1 or 2, got {stride}")
         self.coords = coords
         self.stride = stride
         layers: list[nn.Module] = []
@@ -83,7 +85,7 @@ class SmallFCN(nn.Module):
                  coords: bool = True) -> None:
         super().__init__()
         if out_stride not in (1, 2, 4, 8):
-            raise ValueError(f"out_stride must be 1, 2, 4 or 8, got {out_stride}")
+            raise ConfigError(f"out_stride must be 1, 2, 4 or 8, got {out_stride}")
         self.coords = coords
         self.stride = out_stride
         c0 = in_channels + (2 if coords else 0)
@@ -132,10 +134,10 @@ class ResNetFeatures(nn.Module):
     def __init__(self, arch: str = "resnet18", channels: int = 64, out_stride: int = 8,
                  pretrained: bool = False, coords: bool = True) -> None:
         super().__init__()
-        import torchvision
+        import torchvision  # lazy: a slow import, only the ResNet models need it
 
         if out_stride not in (8, 16):
-            raise ValueError(f"ResNet features come at stride 8 or 16, got {out_stride}")
+            raise ConfigError(f"ResNet features come at stride 8 or 16, got {out_stride}")
         weights = "DEFAULT" if pretrained else None
         net = getattr(torchvision.models, arch)(weights=weights)
         layers = [net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2]
@@ -176,12 +178,12 @@ class ResNetPyramid(nn.Module):
     def __init__(self, arch: str = "resnet18", widths: tuple[int, ...] = (8, 16, 32, 64, 64),
                  pretrained: bool = False) -> None:
         super().__init__()
-        import torchvision
+        import torchvision  # lazy: a slow import, only the ResNet models need it
 
         if arch not in RESNET_ARCHS:
-            raise ValueError(f"unknown encoder {arch!r}; choose one of {', '.join(RESNET_ARCHS)}")
+            raise ConfigError(f"unknown encoder {arch!r}; choose one of {', '.join(RESNET_ARCHS)}")
         if len(widths) != 5:
-            raise ValueError(f"need 5 projection widths (strides 2..32), got {widths}")
+            raise ConfigError(f"need 5 projection widths (strides 2..32), got {widths}")
         net = getattr(torchvision.models, arch)(weights="DEFAULT" if pretrained else None)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu)                   # stride 2
         self.stages = nn.ModuleList([nn.Sequential(net.maxpool, net.layer1), net.layer2, net.layer3, net.layer4])
@@ -214,4 +216,4 @@ def build_features(kind: str, **kwargs) -> nn.Module:
         return SmallFCN(**kwargs)
     if kind.startswith("resnet"):
         return ResNetFeatures(arch=kind, **kwargs)
-    raise ValueError(f"unknown feature extractor {kind!r}; choose small, fcn or resnet18/34/50")
+    raise ConfigError(f"unknown feature extractor {kind!r}; choose small, fcn or resnet18/34/50")

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rsis_lite.nn.convlstm import ConvLSTMCell, State
+from rsis_lite.errors import ConfigError
 
 
 class ConvLSTMLadder(nn.Module):
@@ -35,7 +36,7 @@ class ConvLSTMLadder(nn.Module):
                  gate_bias: float = 0.0) -> None:
         super().__init__()
         if len(skip_channels) != len(hidden_channels):
-            raise ValueError(f"{len(skip_channels)} skip levels but {len(hidden_channels)} hidden sizes")
+            raise ConfigError(f"{len(skip_channels)} skip levels but {len(hidden_channels)} hidden sizes")
         ins = [skip_channels[0]] + [h + s for h, s in zip(hidden_channels[:-1], skip_channels[1:])]
         self.cells = nn.ModuleList(ConvLSTMCell(c, h, kernel_size, gate_bias=gate_bias)
                                    for c, h in zip(ins, hidden_channels))

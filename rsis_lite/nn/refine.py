@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rsis_lite.errors import ConfigError
+
 
 class MaskRefine(nn.Module):
     """Full-resolution correction of coarse mask logits.
@@ -36,7 +38,7 @@ class MaskRefine(nn.Module):
     def __init__(self, hidden_channels: int, channels: int = 16, image_channels: int = 3) -> None:
         super().__init__()
         if channels < 1:
-            raise ValueError(f"refinement channels must be >= 1, got {channels}")
+            raise ConfigError(f"refinement channels must be >= 1, got {channels}")
         self.stem = nn.Sequential(nn.Conv2d(image_channels, channels, 3, padding=1), nn.ReLU(inplace=True),
                                   nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True))
         self.proj = nn.Conv2d(hidden_channels, channels, 1)

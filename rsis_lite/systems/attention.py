@@ -75,12 +75,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rsis_lite.data.instances import check_overlap, claim_masks
+from rsis_lite.data.instances import sort_masks_by_area
 from rsis_lite.errors import ConfigError, DataError
-from rsis_lite.matching import hungarian_match, pairwise_soft_iou
+from rsis_lite.matching import matched_soft_iou, pairwise_soft_iou
 from rsis_lite.nn.attention import FilterBank, filter_bank, read_patch, sigma2_from_size, soft_box, write_patch
-from rsis_lite.systems.base import ConfigBase, Prediction, System, assemble_labels
-from rsis_lite.train import TrainConfig
+from rsis_lite.nn.stepnorm import ConvStack, DeconvStack
+from rsis_lite.systems.base import ConfigBase, PostProcess, StepOut, System, TrainConfig, batch_n_max
+from rsis_lite.systems.registry import register
 
 
 # -- configuration ---------------------------------------------------------------------------------
@@ -177,10 +178,7 @@ def monotone_score_loss(score_logits: Tensor, target: Tensor) -> Tensor:
 def matched_iou_loss(pred: Tensor, target: Tensor, counts: Tensor) -> tuple[Tensor, Tensor, Any]:
     """-mean soft IoU over the Hungarian-matched pairs. pred: (B, T, H, W) in [0, 1];
     target: (B, K, H, W) binary; counts: (B,). Returns (loss, mean matched IoU detached, assignment)."""
-    iou = pairwise_soft_iou(pred, target)                                       # (B, T, K)
-    asg = hungarian_match(iou, counts.cpu())
-    dev = iou.device
-    matched = iou[asg.batch.to(dev), asg.pred.to(dev), asg.target.to(dev)]     # (M,)
+    _, matched, asg = matched_soft_iou(pred, target, counts)                    # (M,)
     if matched.numel() == 0:
         zero = pred.sum() * 0.0
         return zero, zero.detach(), asg
@@ -207,74 +205,13 @@ def padded_boxes(masks: Tensor, pad_frac: float, min_pad: tuple[float, float]) -
     return (by[..., :, None] & bx[..., None, :]).float()                       # (B, K, H, W)
 
 
-def sort_by_area(masks: Tensor, counts: Tensor) -> Tensor:
-    """Reorder each image's instances largest first (padding slices, of area 0, stay last).
-    masks: (B, K, H, W) -> (B, K, H, W)."""
-    area = masks.flatten(2).sum(-1)                                            # (B, K)
-    order = torch.sort(area, dim=1, descending=True, stable=True).indices      # (B, K)
-    return torch.gather(masks, 1, order[..., None, None].expand_as(masks))
-
-
 def step_generator(seed: int, step: int) -> torch.Generator:
     """The one source of randomness of training step ``step``: a pure function of (seed, step)."""
     state = np.random.SeedSequence([int(seed), int(step), 2017]).generate_state(1, np.uint64)[0]
     return torch.Generator().manual_seed(int(state) & ((1 << 63) - 1))
 
 
-# -- building blocks -------------------------------------------------------------------------------
-class StepBatchNorm(nn.Module):
-    """Batch norm with its own affine parameters and running statistics per time step (the conv
-    weights around it are shared). Steps past the last set reuse the last. x (N, C, h, w), t -> same."""
-
-    def __init__(self, channels: int, steps: int, eps: float = 1e-3, momentum: float = 0.1) -> None:
-        super().__init__()
-        self.norms = nn.ModuleList(nn.BatchNorm2d(channels, eps=eps, momentum=momentum) for _ in range(steps))
-
-    def forward(self, x: Tensor, t: int) -> Tensor:
-        return self.norms[min(t, len(self.norms) - 1)](x)
-
-
-class ConvStack(nn.Module):
-    """[3x3 conv -> per-step BN -> ReLU -> optional 2x2 max-pool] per depth. (N, C_in, h, w) -> (N, C, h/p, w/p)."""
-
-    def __init__(self, in_channels: int, depths: tuple[int, ...], pools: tuple[int, ...], steps: int) -> None:
-        super().__init__()
-        self.convs, self.norms = nn.ModuleList(), nn.ModuleList()
-        self.pools = tuple(pools)
-        c = in_channels
-        for d in depths:
-            self.convs.append(nn.Conv2d(c, d, 3, padding=1, bias=False))
-            self.norms.append(StepBatchNorm(d, steps))
-            c = d
-        self.out_channels = c
-
-    def forward(self, x: Tensor, t: int) -> Tensor:
-        for conv, norm, p in zip(self.convs, self.norms, self.pools):
-            x = F.relu(norm(conv(x), t))
-            if p > 1:
-                x = F.max_pool2d(x, p)
-        return x
-
-
-class DeconvStack(nn.Module):
-    """[3x3 transposed conv (stride = up) -> per-step BN -> ReLU] per depth, the last one too, so the
-    output is >= 0. (N, C_in, h, w) -> (N, depths[-1], h * prod(ups), w * prod(ups))."""
-
-    def __init__(self, in_channels: int, depths: tuple[int, ...], ups: tuple[int, ...], steps: int) -> None:
-        super().__init__()
-        self.convs, self.norms = nn.ModuleList(), nn.ModuleList()
-        c = in_channels
-        for d, u in zip(depths, ups):
-            self.convs.append(nn.ConvTranspose2d(c, d, 3, stride=u, padding=1, output_padding=u - 1, bias=False))
-            self.norms.append(StepBatchNorm(d, steps))
-            c = d
-
-    def forward(self, x: Tensor, t: int) -> Tensor:
-        for conv, norm in zip(self.convs, self.norms):
-            x = F.relu(norm(conv(x), t))
-        return x
-
-
+# -- the model's parts ------------------------------------------------------------------------------
 class BoxState(NamedTuple):
     """One step's attention box, in pixels."""
 
@@ -395,11 +332,16 @@ class CanvasFeed(NamedTuple):
 
 
 # -- the system ------------------------------------------------------------------------------------
+@register
 class Attention(System):
     """Canvas + box network + Gaussian attention + patch segmenter + scorer, one instance per step."""
 
     name = "attention"
-    stop_kwarg = "score_threshold"
+    title = "Recurrent attention (Ren & Zemel)"
+    stop_rule = "score"
+    post = PostProcess(threshold=0.3, stop_threshold=0.5, min_new_pixels=4, overlap="argmax")  # the authors' 0.3, argmax
+    multi_process = ("its box stage leaves the segmentation and scoring networks unused, which DDP refuses; "
+                     "train it in one process (no torchrun, or --nproc_per_node=1)")
     Config = AttentionConfig
     TrainConfig = AttentionTrainConfig
 
@@ -450,10 +392,9 @@ class Attention(System):
         """Box stage (step < box_steps): box loss with a ground-truth canvas. Full stage: box + mask +
         monotone score loss with scheduled sampling of the canvas."""
         image, counts = batch["image"], batch["counts"].to(batch["image"].device)
-        n_max = int(batch["n_max"]) if "n_max" in batch else int(counts.max()) if len(counts) else 0
-        steps = n_max + cfg.extra_steps
+        steps = batch_n_max(batch) + cfg.extra_steps
         box_stage = step < cfg.box_steps
-        gt = sort_by_area(batch["masks"].float(), counts)                     # (B, K, H, W)
+        gt = sort_masks_by_area(batch["masks"].float())                       # (B, K, H, W) largest first
         side = tuple(image.shape[-2:])
         pad_min = cfg.box_min_pad[0 if box_stage else 1]
         boxes = padded_boxes(gt, cfg.box_pad, (pad_min * side[0], pad_min * side[1]))   # (B, K, H, W)
@@ -481,51 +422,24 @@ class Attention(System):
         """One group at ``lr``, clipped by value only (the Trainer's ``clip_value``), not by norm."""
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": cfg.lr, "clip_norm": False}]
 
-    @torch.no_grad()
-    def predict(self, images: Tensor, max_steps: int = 30, threshold: float = 0.3, score_threshold: float = 0.5,
-                min_new_pixels: int = 4, overlap: str = "argmax") -> list[Prediction]:
-        """Unroll (canvas fed by the predictions) until every image's score is <= ``score_threshold``
-        or ``max_steps``; then per image: mask x score, per-pixel argmax over the steps before the
-        stop (``overlap="argmax"``, the authors'; ``"first"``: earlier steps win), threshold 0.3
-        (the authors'), and :func:`assemble_labels` (steps owning fewer than ``min_new_pixels``
-        pixels are dropped)."""
-        check_overlap(overlap)
-        self.eval()
+    def begin(self, images: Tensor) -> tuple:
+        """The predict loop's state: the images, an empty canvas (fed by the predictions) and t = 0.
+        Inference keeps the steps before the first score below 0.5; each step's mask x score claims
+        its pixels by per-pixel argmax above 0.3 (the authors' rule; ``overlap="first"``: earlier
+        steps win), and steps owning fewer than ``min_new_pixels`` pixels are dropped."""
         _check_images(images)
-        b = images.shape[0]
-        canvas = images.new_zeros(b, *images.shape[-2:])                     # (B, H, W)
-        active = torch.ones(b, dtype=torch.bool)
-        masks_run, conf_run, active_run = [], [], []
-        for t in range(max_steps):
-            so = self.step(images, canvas, t)
-            canvas = torch.maximum(canvas, so.mask)
-            conf = torch.sigmoid(so.score_logit).float().cpu()              # (B,)
-            masks_run.append(so.mask.float().cpu())
-            conf_run.append(conf)
-            active = active & (conf > score_threshold)                      # once stopped, stays stopped
-            active_run.append(active)
-            if not active.any():
-                break
-        masks_all = torch.stack(masks_run, 1)                                 # (B, T_run, H, W)
-        conf_all = torch.stack(conf_run, 1)                                   # (B, T_run)
-        on = torch.stack(active_run, 1)                                       # (B, T_run)
-        return [self._assemble(masks_all[i], conf_all[i], on[i], threshold, min_new_pixels, overlap) for i in range(b)]
+        return images, images.new_zeros(images.shape[0], *images.shape[-2:]), 0   # canvas (B, H, W)
 
-    # -- the model's own pieces --------------------------------------------------------------------
-    def claim_input(self, masks: Tensor, pred: Prediction) -> Tensor:
-        """Masks (K, H, W) weighted by their scores, as :meth:`_assemble` claims pixels."""
-        return masks * torch.as_tensor(pred.scores, dtype=masks.dtype)[:, None, None]  # (K, H, W)
+    def emit(self, state: tuple) -> tuple[StepOut, tuple]:
+        """One step: the mask, and the score as both the stop probability and the score."""
+        images, canvas, t = state
+        so = self.step(images, canvas, t)
+        score = torch.sigmoid(so.score_logit).float()                         # (B,)
+        return StepOut(so.mask, score, score), (images, torch.maximum(canvas, so.mask), t + 1)
 
-    @staticmethod
-    def _assemble(masks: Tensor, conf: Tensor, on: Tensor, threshold: float, min_new_pixels: int,
-                  overlap: str = "argmax") -> Prediction:
-        """masks (T_run, H, W), conf (T_run,), on (T_run,) bool -> one image's Prediction."""
-        run = torch.nonzero(on).flatten()                                     # steps before the stop
-        weighted = masks[run] * conf[run, None, None]                         # (K, H, W) mask x score
-        labels, kept = assemble_labels(claim_masks(weighted, threshold, overlap), min_new_pixels)
-        steps = run[kept].numpy().astype(np.int64)
-        c = conf.numpy().astype(np.float32)
-        return Prediction(labels, c[steps], masks, c, steps)
+    def claim_input(self, masks: Tensor, scores: np.ndarray) -> Tensor:
+        """Masks (K, H, W) weighted by their scores (K,): the authors claim pixels by mask x score."""
+        return masks * torch.as_tensor(scores, dtype=masks.dtype)[:, None, None]  # (K, H, W)
 
     def step(self, image: Tensor, canvas: Tensor, t: int, with_mask: bool = True) -> StepOutput:
         """One instance step on image (B, 3, H, W) and canvas (B, H, W) (detached here)."""
@@ -617,7 +531,3 @@ def _check_config(cfg: AttentionConfig) -> None:
     if cfg.bn_steps < 1 or cfg.glimpses < 1 or cfg.glimpse_grid < 1:
         raise ConfigError(f"need bn_steps, glimpses, glimpse_grid >= 1; got {cfg.bn_steps}, {cfg.glimpses}, "
                           f"{cfg.glimpse_grid}")
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -31,17 +31,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rsis_lite.data.instances import check_overlap, claim_masks
-from rsis_lite.errors import ConfigError
-from rsis_lite.matching import Assignment, confidence_targets, hungarian_match, pairwise_soft_iou
+from rsis_lite.errors import ConfigError, DataError
+from rsis_lite.matching import Assignment, confidence_targets, matched_soft_iou
 from rsis_lite.nn import ConvLSTM, MaskRefine, build_features
-from rsis_lite.systems.base import ConfigBase, Prediction, System, assemble_labels
-from rsis_lite.train import TrainConfig
+from rsis_lite.systems.base import ConfigBase, PostProcess, StepOut, System, TrainConfig, batch_n_max
+from rsis_lite.systems.registry import register
 
 
 # -- configuration ---------------------------------------------------------------------------------
@@ -84,8 +82,8 @@ class RISTrainConfig(TrainConfig):
     curriculum: list[tuple[int, int, str]] = field(default_factory=lambda: [(0, 2, "fixed"), (600, 2, "n+")])
 
 
-# The 30-minute CPU fine-tune of a CVPPP-like checkpoint on a user's own CVPPP copy (README, "CPU,
-# 30 minutes"). Batch 4: a plant with 11-20 leaves unrolls T = n + 2 = 13-22 steps at 106 x 100,
+# The 30-minute CPU fine-tune of a CVPPP-like checkpoint on a user's own CVPPP copy (docs/results.md,
+# "Fine-tuning on your own CVPPP copy"). Batch 4: a plant with 11-20 leaves unrolls T = n + 2 = 13-22 steps at 106 x 100,
 # measured ~1.0 s per step of 4 (the refined CVPPP-like checkpoint, data and augmentation included)
 # on a 2-core CPU with native bf16, so 30 minutes give ~1800 updates
 # (batches of 16 would give a quarter as many). lr 5e-4, half the pretraining rate (the area bias
@@ -132,7 +130,7 @@ class Curriculum:
             return k
         if mode == "n+":
             return int(n_max) + k
-        raise ValueError(f"unknown curriculum mode {mode!r}; use 'fixed' or 'n+'")
+        raise ConfigError(f"unknown curriculum mode {mode!r}; use 'fixed' or 'n+'")
 
     def stage(self, step: int) -> tuple[int, int, str]:
         cur = self.stages[0]
@@ -170,9 +168,7 @@ def ris_loss(masks: Tensor, conf_logits: Tensor, target_masks: Tensor, counts: T
     """
     b, t = masks.shape[:2]
     counts = counts.to(masks.device)
-    iou = pairwise_soft_iou(masks, target_masks)                  # (B, T, K)
-    asg = hungarian_match(iou, counts.cpu())
-    matched = iou[asg.batch.to(iou.device), asg.pred.to(iou.device), asg.target.to(iou.device)]  # (M,)
+    _, matched, asg = matched_soft_iou(masks, target_masks, counts)   # (M,) matched soft IoU
     mask_term = -matched.sum() / b
     conf_t = confidence_targets(counts, t)                         # (B, T)
     conf_term = F.binary_cross_entropy_with_logits(conf_logits.float(), conf_t, reduction="sum") / b
@@ -191,11 +187,14 @@ class RISOutput(NamedTuple):
         return torch.sigmoid(self.conf_logits)
 
 
+@register
 class RIS(System):
     """Features -> ConvLSTM unrolled T steps -> (mask, confidence) per step."""
 
     name = "ris"
-    stop_kwarg = "conf_threshold"
+    title = "RIS (Romera-Paredes & Torr)"
+    stop_rule = "confidence that the step is an instance"
+    post = PostProcess(threshold=0.5, stop_threshold=0.5, min_new_pixels=4, overlap="first")
     Config = RISConfig
     TrainConfig = RISTrainConfig
 
@@ -219,7 +218,7 @@ class RIS(System):
         self.head_bias = nn.Parameter(torch.tensor(b0))
         if cfg.conf_pool is None:
             if cfg.conf_input_size is None:
-                raise ValueError("conf_pool=None (paper) needs conf_input_size=(H, W) of the images for its Linear layer")
+                raise ConfigError("conf_pool=None (paper) needs conf_input_size=(H, W) of the images for its Linear layer")
             hs, ws = cfg.conf_input_size
             n_in = cfg.hidden_channels * math.ceil(hs / cfg.stride) * math.ceil(ws / cfg.stride)
         else:
@@ -264,8 +263,7 @@ class RIS(System):
     def loss(self, batch: dict[str, Tensor], step: int, cfg: RISTrainConfig) -> tuple[Tensor, dict[str, float]]:
         """Curriculum (T from the schedule step), forward, then :func:`ris_loss`."""
         counts = batch["counts"]
-        n_max = int(batch["n_max"]) if "n_max" in batch else int(counts.max()) if len(counts) else 0
-        steps = Curriculum(list(cfg.curriculum)).steps_for(step, n_max)
+        steps = Curriculum(list(cfg.curriculum)).steps_for(step, batch_n_max(batch))
         image = batch["image"]
         with self.autocast(image, cfg.precision):
             out = self(image, steps=steps)
@@ -279,45 +277,23 @@ class RIS(System):
         return [{"params": self.body_parameters(), "lr": cfg.lr, "clip_norm": True},
                 {"params": self.head_parameters(), "lr": cfg.head_lr, "clip_norm": False}]
 
-    @torch.no_grad()
-    def predict(self, images: Tensor, max_steps: int = 30, threshold: float = 0.5, conf_threshold: float = 0.5,
-                min_new_pixels: int = 4, overlap: str = "first") -> list[Prediction]:
-        """Unroll until every image's confidence falls below ``conf_threshold`` (or ``max_steps``).
+    def begin(self, images: Tensor) -> tuple:
+        """The predict loop's state: features computed once, no LSTM state yet, the image size.
+        The paper stops an image at its first step with confidence below 0.5; a step adding fewer
+        than ``min_new_pixels`` unclaimed pixels is skipped, which removes the faint full-frame
+        masks the Figure-3 head emits once b has grown past log(H*W)."""
+        return self.encode(images), None, tuple(images.shape[-2:])
 
-        The paper stops an image at its first step with confidence below 0.5. Each running step's
-        mask (> ``threshold``) goes to :func:`assemble_labels`: earlier instances win, and a step
-        that adds fewer than ``min_new_pixels`` unclaimed pixels is skipped. That guard removes the
-        faint full-frame masks the Figure-3 head emits once b has grown past log(H*W).
-        ``overlap="argmax"`` instead gives each pixel to the step whose mask is highest there
-        (:func:`rsis_lite.data.instances.claim_masks`; better in crowded rosettes).
-        """
-        check_overlap(overlap)
-        self.eval()
-        b = images.shape[0]
-        size = tuple(images.shape[-2:])
-        encoded = self.encode(images)
-        states = None
-        active = torch.ones(b, dtype=torch.bool)
-        masks_run, conf_run, active_run = [], [], []
-        for _ in range(max_steps):
-            logits, conf_logits, states = self.step(encoded, states, size)
-            masks_run.append(torch.sigmoid(logits).float().cpu())             # (B, H, W)
-            conf = torch.sigmoid(conf_logits).float().cpu()                   # (B,)
-            conf_run.append(conf)
-            active = active & (conf >= conf_threshold)                        # once stopped, stays stopped
-            active_run.append(active)
-            if not active.any():
-                break
-        masks_all = torch.stack(masks_run, dim=1)                             # (B, T_run, H, W)
-        conf_all = torch.stack(conf_run, dim=1).numpy()                       # (B, T_run)
-        on = torch.stack(active_run, dim=1)                                   # (B, T_run)
-        out = []
-        for i in range(b):
-            run = torch.nonzero(on[i]).flatten()                              # steps before the stop
-            labels, kept = assemble_labels(claim_masks(masks_all[i, run], threshold, overlap), min_new_pixels)
-            steps = run[kept].numpy().astype(np.int64)
-            out.append(Prediction(labels, conf_all[i, steps].astype(np.float32), masks_all[i], conf_all[i], steps))
-        return out
+    def emit(self, state: tuple) -> tuple[StepOut, tuple]:
+        """One step: the mask, and the confidence as both the stop probability and the score."""
+        encoded, states, size = state
+        logits, conf_logits, states = self.step(encoded, states, size)
+        conf = torch.sigmoid(conf_logits)                                  # (B,)
+        return StepOut(torch.sigmoid(logits), conf, conf), (encoded, states, size)
+
+    def with_refinement(self, channels: int) -> "RIS":
+        """:func:`add_refinement` (``train --refine C``)."""
+        return add_refinement(self, channels)
 
     # -- RIS's own pieces --------------------------------------------------------------------------
     def head_parameters(self) -> list[nn.Parameter]:
@@ -342,7 +318,7 @@ class RIS(System):
                     self.head_bias.fill_(math.log(size[0] * size[1]) - 2.0)
             z = F.log_softmax(z, dim=1) + self.head_bias                  # pixels compete for area e^b
         elif self.config.head != "sigmoid":
-            raise ValueError(f"unknown head {self.config.head!r}; use 'softmax' or 'sigmoid'")
+            raise ConfigError(f"unknown head {self.config.head!r}; use 'softmax' or 'sigmoid'")
         return z.view(-1, *size)
 
     def _conf_head(self, h: Tensor) -> Tensor:
@@ -370,7 +346,7 @@ class RIS(System):
     def forward(self, image: Tensor, steps: int) -> RISOutput:
         """image: (B, 3, H, W) in [0, 1]; returns masks (B, T, H, W) and confidences (B, T)."""
         if image.dim() != 4 or image.shape[1] != 3:
-            raise ValueError(f"RIS expects images of shape (B, 3, H, W), got {tuple(image.shape)}")
+            raise DataError(f"RIS expects images of shape (B, 3, H, W), got {tuple(image.shape)}")
         size = tuple(image.shape[-2:])
         f = self.features(image)                                           # (B, C, H/s, W/s)
         hs, _ = self.lstm(f, steps=steps)                                  # (B, T, C_h, H/s, W/s)
@@ -398,7 +374,3 @@ def add_refinement(system: RIS, channels: int) -> RIS:
     missing, unexpected = grown.load_state_dict(system.state_dict(), strict=False)
     assert not unexpected and all(k.startswith("refine.") for k in missing), (missing, unexpected)
     return grown.to(next(system.parameters()).device)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

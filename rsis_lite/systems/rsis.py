@@ -37,18 +37,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rsis_lite.data.instances import check_overlap, claim_masks
-from rsis_lite.errors import DataError
-from rsis_lite.matching import hungarian_match, pairwise_soft_iou
+from rsis_lite.errors import ConfigError, DataError
+from rsis_lite.matching import matched_soft_iou
 from rsis_lite.nn.features import ResNetPyramid
 from rsis_lite.nn.ladder import ConvLSTMLadder
-from rsis_lite.systems.base import ConfigBase, Prediction, System, assemble_labels
-from rsis_lite.train import TrainConfig
+from rsis_lite.systems.base import ConfigBase, PostProcess, StepOut, System, TrainConfig, batch_n_max
+from rsis_lite.systems.registry import register
 
 
 # -- configuration ---------------------------------------------------------------------------------
@@ -153,11 +151,9 @@ def rsis_loss(mask_logits: Tensor, class_logits: Tensor, stop_logits: Tensor, ta
     """
     b, t = mask_logits.shape[:2]
     masks = torch.sigmoid(mask_logits.float())                             # (B, T, H, W)
-    iou = pairwise_soft_iou(masks, target_masks)                           # (B, T, K)
-    asg = hungarian_match(iou, counts.cpu())                               # on 1 - IoU, detached
+    _, matched, asg = matched_soft_iou(masks, target_masks, counts)        # (M,); matched on IoU, detached
     dev = mask_logits.device
     bi, ti, ki = asg.batch.to(dev), asg.pred.to(dev), asg.target.to(dev)
-    matched = iou[bi, ti, ki]                                              # (M,)
     zero = masks.new_zeros(())
     mask_term = (1.0 - matched).mean() if matched.numel() else zero
     if target_classes is None:
@@ -189,11 +185,14 @@ class RSISOutput(NamedTuple):
         return torch.sigmoid(self.mask_logits)
 
 
+@register
 class RSIS(System):
     """ResNet pyramid -> ConvLSTM ladder unrolled T steps -> (mask, class, stop) per step."""
 
     name = "rsis"
-    stop_kwarg = "stop_threshold"
+    title = "RSIS (Salvador et al.)"
+    stop_rule = "p(continue)"
+    post = PostProcess(threshold=0.5, stop_threshold=0.5, min_new_pixels=4, overlap="first")
     Config = RSISConfig
     TrainConfig = RSISTrainConfig
 
@@ -201,9 +200,9 @@ class RSIS(System):
         cfg = config or RSISConfig()
         super().__init__(cfg)
         if cfg.base < 16 or cfg.base % 16:
-            raise ValueError(f"base (D) must be a multiple of 16, at least 16; got {cfg.base}")
+            raise ConfigError(f"base (D) must be a multiple of 16, at least 16; got {cfg.base}")
         if cfg.num_classes < 1:
-            raise ValueError(f"num_classes must be at least 1, got {cfg.num_classes}")
+            raise ConfigError(f"num_classes must be at least 1, got {cfg.num_classes}")
         self.encoder = ResNetPyramid(cfg.encoder, widths=cfg.skip_widths[::-1], pretrained=cfg.pretrained)
         self.decoder = ConvLSTMLadder(cfg.skip_widths, cfg.hidden_widths, cfg.kernel_size)
         self.mask_conv = nn.Conv2d(cfg.hidden_widths[-1], 1, cfg.mask_kernel, padding=cfg.mask_kernel // 2)
@@ -246,8 +245,7 @@ class RSIS(System):
     def loss(self, batch: dict[str, Tensor], step: int, cfg: RSISTrainConfig) -> tuple[Tensor, dict[str, float]]:
         """Curriculum (T from the schedule step), forward, then :func:`rsis_loss`."""
         counts = batch["counts"]
-        n_max = int(batch["n_max"]) if "n_max" in batch else int(counts.max()) if len(counts) else 0
-        steps = unroll_steps(step, n_max, cfg)
+        steps = unroll_steps(step, batch_n_max(batch), cfg)
         image = batch["image"]
         with self.autocast(image, cfg.precision):
             out = self(image, steps=steps)
@@ -265,57 +263,26 @@ class RSIS(System):
         return [{"params": self.encoder.trunk_parameters(), "lr": cfg.encoder_lr, "clip_norm": True},
                 {"params": rest, "lr": cfg.lr, "clip_norm": True}]
 
-    @torch.no_grad()
-    def predict(self, images: Tensor, max_steps: int = 30, threshold: float = 0.5, stop_threshold: float = 0.5,
-                min_new_pixels: int = 4, overlap: str = "first") -> list[Prediction]:
-        """Unroll while p(continue) >= ``stop_threshold`` (or ``max_steps``); masks at ``threshold``.
+    def begin(self, images: Tensor) -> tuple:
+        """The predict loop's state: the pyramid's skips once per image, no ladder state yet.
+        The paper keeps steps with p(continue) >= 0.5; the authors' leaves script used 0.2
+        (notebook 08 measures both)."""
+        return self.encode(images), None, tuple(images.shape[-2:])
 
-        The paper keeps steps with stop probability >= 0.5; the authors' leaves script used 0.2
-        (notebook 08 measures both). Each kept step's mask goes to :func:`assemble_labels` (earlier
-        instances win, or with ``overlap="argmax"`` the highest mask; a step adding fewer than
-        ``min_new_pixels`` pixels is skipped). The class is
-        the arg-max over classes 1..C and the score is p(class) * p(continue). Ids are step order + 1.
-        """
-        check_overlap(overlap)
-        self.eval()
-        b = images.shape[0]
-        size = tuple(images.shape[-2:])
-        gskips = self.encode(images)
-        states = None
-        active = torch.ones(b, dtype=torch.bool)
-        masks_run, go_run, cls_run, pcls_run, active_run = [], [], [], [], []
-        for _ in range(max_steps):
-            logits, cls_logits, stop_logit, states = self.step(gskips, states, size)
-            masks_run.append(torch.sigmoid(logits).float().cpu())                     # (B, H, W)
-            go = torch.sigmoid(stop_logit).float().cpu()                              # (B,)
-            probs = torch.softmax(cls_logits.float(), dim=1)[:, 1:].cpu()             # (B, C)
-            p_cls, cls = probs.max(dim=1)
-            go_run.append(go)
-            cls_run.append(cls + 1)
-            pcls_run.append(p_cls)
-            active = active & (go >= stop_threshold)
-            active_run.append(active)
-            if not active.any():
-                break
-        masks_all = torch.stack(masks_run, 1)                                         # (B, T_run, H, W)
-        go_all = torch.stack(go_run, 1).numpy()                                       # (B, T_run)
-        cls_all = torch.stack(cls_run, 1).numpy()                                     # (B, T_run)
-        pcls_all = torch.stack(pcls_run, 1).numpy()                                   # (B, T_run)
-        on = torch.stack(active_run, 1)                                               # (B, T_run)
-        out = []
-        for i in range(b):
-            run = torch.nonzero(on[i]).flatten()
-            labels, kept = assemble_labels(claim_masks(masks_all[i, run], threshold, overlap), min_new_pixels)
-            steps = run[kept].numpy().astype(np.int64)
-            scores = (pcls_all[i, steps] * go_all[i, steps]).astype(np.float32)
-            out.append(Prediction(labels, scores, masks_all[i], go_all[i], steps, cls_all[i, steps].astype(np.int64)))
-        return out
+    def emit(self, state: tuple) -> tuple[StepOut, tuple]:
+        """One step: the mask, p(continue) as the stop probability, the arg-max class over 1..C and
+        the score p(class) * p(continue)."""
+        gskips, states, size = state
+        logits, cls_logits, stop_logit, states = self.step(gskips, states, size)
+        go = torch.sigmoid(stop_logit).float()                             # (B,)
+        p_cls, cls = torch.softmax(cls_logits.float(), dim=1)[:, 1:].max(dim=1)   # (B,), (B,)
+        return StepOut(torch.sigmoid(logits), go, p_cls * go, cls + 1), (gskips, states, size)
 
     # -- RSIS's own pieces -------------------------------------------------------------------------
     def encode(self, image: Tensor) -> list[Tensor]:
         """The pyramid's skips and their share of each level's input gates, once per image."""
         if image.dim() != 4 or image.shape[1] != 3:
-            raise ValueError(f"RSIS expects images of shape (B, 3, H, W), got {tuple(image.shape)}")
+            raise DataError(f"RSIS expects images of shape (B, 3, H, W), got {tuple(image.shape)}")
         return self.decoder.encode(self.encoder(image))                    # coarsest first
 
     def side_features(self, states) -> Tensor:

@@ -82,7 +82,7 @@ def dataset_browser(datasets: Mapping[str, torch.utils.data.Dataset], view: str 
     ``dataset``, ``scene``, ``id``, ``view``, ``instance``, ``n_instances``, ``labels`` (the scene's
     full label map) and ``shown`` (the label map drawn, see :func:`draw_view`).
     """
-    import ipywidgets as widgets
+    import ipywidgets as widgets  # lazy: widgets need a notebook front end, the figures do not
 
     if not datasets:
         raise ValueError("dataset_browser needs at least one dataset")

@@ -103,7 +103,7 @@ def convlstm_state_widget(image, hs: Tensor, cs: Tensor, channel_names: Sequence
     The callback returns a small summary (t, channel, fraction of pixels with h_t > 0.5, max c_t) so
     tests and notebook cells can check it ran; read it as ``w.result``.
     """
-    import ipywidgets as widgets
+    import ipywidgets as widgets  # lazy: widgets need a notebook front end, the figures do not
 
     T, C = hs.shape[:2]
 

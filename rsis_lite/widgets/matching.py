@@ -152,7 +152,7 @@ def matching_widget(image, masks: Tensor, max_preds: int | None = None):
     predictions whose source is the instance they were matched to, "mean_iou": ...}``; read it as
     ``w.result``.
     """
-    import ipywidgets as widgets
+    import ipywidgets as widgets  # lazy: widgets need a notebook front end, the figures do not
 
     k = masks.shape[0]
     max_preds = max_preds or k + 3

@@ -22,6 +22,11 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+from scipy import ndimage
+from scipy.optimize import linear_sum_assignment
+
+from rsis_lite.metrics import contingency, image_scores
+from rsis_lite.viz import colorize
 
 OPERATIONS: tuple[str, ...] = ("none", "drop", "split", "merge", "dilate", "erode", "add_fp")
 # What each operation does, as the widget's drop-down shows it.
@@ -73,7 +78,6 @@ def _split(lab: np.ndarray, k: int) -> np.ndarray:
 
 def _neighbour(lab: np.ndarray, k: int) -> int | None:
     """The instance sharing the longest border with k; if none touches it, the nearest centroid."""
-    from scipy import ndimage
 
     mask = lab == k
     ring = ndimage.binary_dilation(mask, structure=np.ones((3, 3), bool)) & ~mask
@@ -93,7 +97,6 @@ def _neighbour(lab: np.ndarray, k: int) -> int | None:
 def _add_false_positives(lab: np.ndarray, n: int, seed: int) -> np.ndarray:
     """Paint ``n`` small discs where the map is background, away from every instance and from each
     other (one pixel of gap), with fresh ids. Fewer are added when the background is too small."""
-    from scipy import ndimage
 
     h, w = lab.shape
     r = max(1.0, 0.04 * min(h, w))                                  # 2.6 px on 64x64
@@ -138,7 +141,6 @@ def perturb(labels: Any, op: str, instance: int | None = None, amount: int = 1, 
     ``amount`` is ignored by none/drop/split/merge. Raises ``ValueError`` for an unknown op or an
     ``instance`` absent from the map (when the op needs one).
     """
-    from scipy import ndimage
 
     lab = _labels(labels).copy()
     if op not in OPERATIONS:
@@ -177,7 +179,6 @@ def perturb(labels: Any, op: str, instance: int | None = None, amount: int = 1, 
 def scores_of(pred: Any, gt: Any) -> dict[str, float]:
     """``{"SBD", "FBD", "MWCov", "MUCov", "DiC", "abs_DiC"}`` of ``pred`` against ``gt`` (fractions
     in [0, 1] and integer counts), from :func:`rsis_lite.metrics.image_scores`."""
-    from rsis_lite.metrics import image_scores
 
     s = image_scores(pred, gt)
     return {k: s[k] for k in ("SBD", "FBD", "MWCov", "MUCov", "DiC", "abs_DiC")}
@@ -187,9 +188,7 @@ def align_ids(pred: Any, gt: Any) -> np.ndarray:
     """Renumber ``pred`` for display: each predicted instance matched one-to-one (Hungarian on IoU,
     IoU > 0) to a ground-truth instance takes that instance's id, hence its colour; unmatched
     predictions take ids above the ground truth's largest. Pixel sets are unchanged."""
-    from scipy.optimize import linear_sum_assignment
 
-    from rsis_lite.metrics import contingency
 
     p, g = _labels(pred), _labels(gt)
     table, pred_ids, gt_ids = contingency(p, g)
@@ -215,7 +214,6 @@ def align_ids(pred: Any, gt: Any) -> np.ndarray:
 
 def _draw(axes, gt: np.ndarray, pred: np.ndarray, scores: dict[str, float], title: str) -> None:
     """GT | prediction | bar chart of the metrics on three axes."""
-    from rsis_lite.viz import colorize
 
     axes[0].imshow(colorize(gt), interpolation="nearest")
     axes[0].set_title(f"ground truth ({len(instance_ids(gt))} inst.)", fontsize=9)
@@ -240,8 +238,8 @@ def perturbation_explorer(gt_labels: Any, amount_max: int = 8):
     :data:`OPERATIONS`), ``amount`` (1..``amount_max``: dilation/erosion radius in px, or number of
     false positives). The callback returns the scores (``w.result``) and ends with ``plt.show()``.
     """
-    import ipywidgets as widgets
-    import matplotlib.pyplot as plt
+    import ipywidgets as widgets  # lazy: widgets need a notebook front end, the figures do not
+    import matplotlib.pyplot as plt  # lazy: keeps the backend choice to the caller
 
     gt = _labels(gt_labels)
     ids = instance_ids(gt)
@@ -271,9 +269,8 @@ def perturbation_gallery(gt_labels: Any, cases: Sequence[tuple[str, int | None, 
     """Static grid: one panel per ``(op, instance, amount)`` case, the perturbed map in course
     colours titled with its SBD, MWCov, MUCov, FBD and DiC. Returns ``(fig, rows)`` with ``rows``
     the scores of each case (dicts with ``"case"`` added)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: keeps the backend choice to the caller
 
-    from rsis_lite.viz import colorize
 
     gt = _labels(gt_labels)
     n = len(cases)

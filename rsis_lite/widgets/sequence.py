@@ -76,7 +76,7 @@ def sequence_explorer(model, dataset, max_steps: int = 12, threshold: float = 0.
     ``{"scene", "step", "conf", "instance", "kept", "what", "n_true", "n_pred", "n_so_far", "new_pixels"}``
     for step t (``instance`` 0 = the step was not kept; ``what`` is the mask panel's caption).
     """
-    import ipywidgets as widgets
+    import ipywidgets as widgets  # lazy: widgets need a notebook front end, the figures do not
 
     cache: dict[int, dict[str, Any]] = {}
 

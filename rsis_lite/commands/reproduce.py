@@ -1,0 +1,28 @@
+"""``reproduce``: every system's shipped checkpoints scored; the results table (:mod:`rsis_lite.reproduce`)."""
+from __future__ import annotations
+
+import argparse
+
+from rsis_lite.commands.args import add_profile_arg
+from rsis_lite.reproduce import reproduce
+from rsis_lite.checkpoint import CHECKPOINTS
+from rsis_lite.validate import check_output_file, guard_outputs
+
+NAME = "reproduce"
+HELP = "evaluate every system's shipped checkpoint; print the results table"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_profile_arg(p)
+    p.add_argument("--out", default="results/summary.md", help="where the results table is written")
+    p.add_argument("--retrain", action="store_true",
+                   help="train each system from scratch (its recipe) instead of evaluating the shipped checkpoints "
+                        "(fine-tunes are evaluated as shipped; their commands are in data/checkpoints/README.md)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out (and retrained checkpoints) if they exist")
+
+
+def run(args: argparse.Namespace) -> int:
+    out = check_output_file(args.out, "--out")
+    guard_outputs([out], [CHECKPOINTS], overwrite=args.overwrite)
+    reproduce(profile=args.profile, out=out, retrain=args.retrain)
+    return 0

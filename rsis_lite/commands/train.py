@@ -1,0 +1,47 @@
+"""``train``: any registered system with its recipe (:func:`rsis_lite.train.train`)."""
+from __future__ import annotations
+
+import argparse
+
+from rsis_lite.commands.args import (PRECISION_HELP, add_data_args, batch_size, channel_count, data_options,
+                                     learning_rate, minutes, nonneg_int, step_count)
+from rsis_lite.systems import names
+from rsis_lite.train import TrainOptions, train
+from rsis_lite.validate import check_output_file
+
+NAME = "train"
+HELP = "train a system (resumes when --out exists; torchrun for several processes)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    systems = names()
+    p.add_argument("--model", choices=systems, default=systems[0],
+                   help=f"the system to train (the registry; default {systems[0]})")
+    add_data_args(p, default_split="train")
+    p.add_argument("--steps", type=step_count, default=None, help="optimiser steps (default: the recipe's)")
+    p.add_argument("--time-budget", type=minutes, default=None, metavar="MINUTES",
+                   help="finish in this many minutes: curriculum and learning-rate decay follow the time "
+                        "used as well as the steps, and a checkpoint is written at the end")
+    p.add_argument("--batch-size", type=batch_size, default=None, help="global batch (default: the recipe's)")
+    p.add_argument("--lr", type=learning_rate, default=None, help="learning rate (default: the recipe's)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help=PRECISION_HELP)
+    p.add_argument("--bf16", action="store_const", const="bf16", dest="precision",
+                   help="same as --precision bf16 (kept for old commands)")
+    p.add_argument("--train-seed", type=nonneg_int, default=0, help="seed of weights and data order")
+    p.add_argument("--init", default=None, metavar="CKPT",
+                   help="start from this checkpoint's weights (fine-tuning, e.g. synthetic -> CVPPP)")
+    p.add_argument("--refine", type=channel_count, default=None, metavar="C",
+                   help="grow the model by a refinement block of C channels where the system has one (ris: a "
+                        "full-resolution skip in the mask head, rsis_lite/nn/refine.py); with --init it is "
+                        "added at zero, so training starts from exactly that model")
+    p.add_argument("--out", required=True, help="checkpoint path (written atomically)")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_output_file(args.out, "--out")
+    opts = TrainOptions(model=args.model, out=args.out, data=data_options(args), profile=args.profile,
+                        size=tuple(args.size) if args.size else None, device=args.device, steps=args.steps,
+                        time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
+                        precision=args.precision, train_seed=args.train_seed, init=args.init, refine=args.refine)
+    train(opts)
+    return 0
