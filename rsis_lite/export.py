@@ -17,6 +17,7 @@ from PIL import Image
 from rsis_lite.data.io import write_label
 from rsis_lite.errors import DataError
 from rsis_lite.fileio import atomic_write_text
+from rsis_lite.formats import COCO_GROUND_TRUTH, write_coco_ground_truth
 
 
 def to_rgb8(image) -> np.ndarray:
@@ -24,22 +25,28 @@ def to_rgb8(image) -> np.ndarray:
     return (image.permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)  # (H, W, 3)
 
 
-def export_dataset(dataset, out: str | Path) -> int:
+def export_dataset(dataset, out: str | Path, coco: bool = False) -> int:
     """Write ``dataset[i] -> (image (3, H, W) in [0, 1], labels (H, W)[, classes (K,)])`` as PNGs
-    named by ``ids``; datasets with classes also get ``classes.json`` ({stem: [class of instance 1, ...]})."""
+    named by ``ids``; datasets with classes also get ``classes.json`` ({stem: [class of instance 1, ...]});
+    ``coco``: also the COCO ground truth (:func:`rsis_lite.formats.write_coco_ground_truth`)."""
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "labels").mkdir(parents=True, exist_ok=True)
     classes: dict[str, list[int]] = {}
+    all_labels = []
     for i, name in enumerate(dataset.ids):
         item = dataset[i]
         image, labels = item[0], item[1]
+        all_labels.append(labels.numpy())
         Image.fromarray(to_rgb8(image)).save(out / "images" / f"{name}.png")
         write_label(out / "labels" / f"{name}.png", labels.numpy())
         if len(item) == 3:                                  # (image, labels, classes): garden scenes
             classes[str(name)] = [int(c) for c in item[2]]
     if classes:
         atomic_write_text(out / "classes.json", json.dumps(classes, indent=1))
+    if coco:
+        write_coco_ground_truth(out / COCO_GROUND_TRUTH, [f"{n}.png" for n in dataset.ids], all_labels,
+                                [classes.get(str(n)) for n in dataset.ids] if classes else None)
     return len(dataset.ids)
 
 

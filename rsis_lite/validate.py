@@ -38,7 +38,10 @@ def input_folders(dataset) -> list[Path]:
 
 
 def dataset_inputs(dataset) -> list[Path]:
-    """Everything a dataset reads: its image and label folders and its side files (``classes.json``)."""
+    """Everything a dataset reads: its image and label folders and its side files (``classes.json``),
+    or what the dataset itself lists (``dataset.inputs()``, e.g. an HDF5 file)."""
+    if hasattr(dataset, "inputs"):
+        return [Path(p) for p in dataset.inputs()]
     side = [Path(dataset.root) / "classes.json"] if getattr(dataset, "root", None) else []
     return input_folders(dataset) + [p for p in side if p.exists()]
 

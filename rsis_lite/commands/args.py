@@ -94,7 +94,8 @@ def add_data_args(p: argparse.ArgumentParser, default_split: str) -> None:
                    help="leaves: synthetic rosettes (default, embedded); garden: synthetic multi-class "
                         "scenes (leaf, flower, stone; writes/reads classes.json); cvppp: your CVPPP copy "
                         "(--root holds A1/ ...); folder: any images/ + labels/ folder (--root); "
-                        "nuclei: the DSB2018 subset shipped in data/nuclei")
+                        "nuclei: the DSB2018 subset shipped in data/nuclei; images: images without labels "
+                        "(--root a folder, a file or a glob; predict only)")
     p.add_argument("--root", default=None, help="dataset folder for --data cvppp|folder")
     p.add_argument("--family", default="A1", choices=CVPPP_FAMILIES, help="CVPPP family (default A1)")
     p.add_argument("--split", default=None, choices=["all", "train", "val"],

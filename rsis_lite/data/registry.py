@@ -16,11 +16,12 @@ from rsis_lite.config import Profile, get_profile
 from rsis_lite.data.cvppp import CVPPPLeaves
 from rsis_lite.data.folder import InstanceFolder
 from rsis_lite.data.garden import SyntheticGarden
+from rsis_lite.data.images import CVPPPImages, ImageFiles
 from rsis_lite.data.io import read_label
 from rsis_lite.data.synthetic import SyntheticLeaves
 from rsis_lite.errors import DataError
 
-KINDS = ("leaves", "garden", "cvppp", "folder", "nuclei")
+KINDS = ("leaves", "garden", "cvppp", "folder", "nuclei", "images")
 SPLITS = ("all", "train", "val")
 # Synthetic scenes: training and validation come from disjoint seeds.
 TRAIN_SEED, VAL_SEED = 0, 1000
@@ -66,6 +67,7 @@ def load_dataset(
     min_leaves: int | None = None,
     max_leaves: int | None = None,
     style: str | None = None,
+    files: tuple[str, ...] = (),
 ):
     """Build a dataset by name.
 
@@ -80,6 +82,9 @@ def load_dataset(
     * ``folder``: :class:`InstanceFolder` over ``root``; ``split`` = deterministic last 20% as val.
     * ``nuclei``: the shipped DSB2018 subset (``data/nuclei``), resized to the profile's
       ``nuclei_size`` unless ``size`` is given; split as for ``folder``.
+    * ``images``: images without labels (:class:`ImageFiles`): ``files`` (files, folders, globs) or
+      ``root``; every file, whatever ``split`` says. A ``cvppp`` family without label files, or an
+      ``.h5`` file as ``root``, is read the same way (:class:`CVPPPImages`, the test split).
     """
     if kind not in KINDS:
         raise DataError(f"unknown dataset kind {kind!r}; choose one of {', '.join(KINDS)}")
@@ -101,7 +106,14 @@ def load_dataset(
         return SyntheticGarden(num if num is not None else prof.n_val, size=side if side[0] != side[1] else side[0],
                                seed=seed, min_objects=min_leaves or prof.min_leaves,
                                max_objects=max_leaves or prof.max_leaves, transform=transform)
+    if kind == "images":
+        sources = list(files) or ([root] if root is not None else [])
+        if not sources:
+            raise DataError("--data images needs --root (a folder, a file or a glob) or --images FILE ...")
+        return ImageFiles(sources, size=_size2(size))
     if kind == "cvppp":
+        if root is not None and _cvppp_unlabelled(Path(root), family):
+            return CVPPPImages(root, family=family, size=_size2(size))
         return CVPPPLeaves(root, family=family, split=split, size=_size2(size), transform=transform)
 
     if kind == "folder":
@@ -118,6 +130,14 @@ def load_dataset(
     return ds.select(split_indices(len(ds), split)) if split != "all" else ds
 
 
+def _cvppp_unlabelled(root: Path, family: str) -> bool:
+    """The challenge's HDF5 file, or a family folder with plant images but no label files (the test split)."""
+    if root.is_file():
+        return root.suffix.lower() in (".h5", ".hdf5")
+    folder = root / family if (root / family).is_dir() else root
+    return any(folder.glob("plant*_rgb.png")) and not any(folder.glob("plant*_label.png"))
+
+
 # Most leaves a plant of each CVPPP family has (A1: 11-20 leaves; see notebooks/references.md).
 CVPPP_MAX_LEAVES = {"A1": 20}
 
@@ -125,6 +145,8 @@ CVPPP_MAX_LEAVES = {"A1": 20}
 def max_instances(dataset) -> int:
     """The largest instance count ``dataset`` can hold: a synthetic scene's ``max_leaves``, the
     CVPPP family's known maximum or its CSV counts, else the largest id over its label files."""
+    if getattr(dataset, "unlabelled", False):
+        return 0                                   # nothing known: the checkpoint's own count decides
     kw = getattr(dataset, "kwargs", None)
     if isinstance(kw, dict) and "max_leaves" in kw:
         return int(kw["max_leaves"])
@@ -159,6 +181,7 @@ class DataOptions:
     num: int | None = None
     leaves: tuple[int, int] | None = None
     style: str | None = None
+    files: tuple[str, ...] = ()              # kind "images": files, folders or glob patterns
 
     def with_(self, **changes: Any) -> "DataOptions":
         """A copy with ``changes``."""
@@ -171,7 +194,15 @@ class DataOptions:
             kw.update(min_leaves=int(self.leaves[0]), max_leaves=int(self.leaves[1]))
         if self.kind == "leaves" and self.style:
             kw["style"] = self.style
+        if self.kind == "images" and self.files:
+            kw["files"] = tuple(self.files)
         return kw
+
+    def unlabelled_fallback(self) -> "DataOptions":
+        """For ``predict``: a ``folder`` without ``labels/`` is read as images only."""
+        if self.kind == "folder" and self.root and Path(self.root).is_dir() and not (Path(self.root) / "labels").is_dir():
+            return self.with_(kind="images")
+        return self
 
     def load(self, profile: str | Profile | None = None, size: tuple[int, int] | None = None, **over: Any):
         """The dataset at ``size`` (None: the kind's default); ``over`` overrides keywords (e.g. ``num``)."""
