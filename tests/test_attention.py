@@ -454,3 +454,14 @@ def test_cli_train_predict_evaluate(tmp_path):
         lab = read_label(pred / p.name).numpy()
         assert lab.shape == (64, 64) and len(scores[p.name]) == int(lab.max())   # back at the scenes' size
         assert res["per_image"][p.name]["SBD"] == pytest.approx(image_scores(lab, read_label(p).numpy())["SBD"])
+
+
+def test_paper_config_is_the_authors_seven_layer_decoder():
+    """AttentionConfig.paper(): run_cvppp.sh's patch decoder (32, 32, 16, 16, 8, 8, 1) maps the 6 x 6
+    bottleneck of a 48 x 48 patch back to 48 x 48."""
+    from rsis_lite.systems.attention import SegNet
+
+    cfg = AttentionConfig.paper()
+    assert cfg.deconv_depths == (32, 32, 16, 16, 8, 8, 1) and cfg.filters == 48 and cfg.bn_steps == 21
+    bott, y = SegNet(cfg).eval()(torch.rand(1, 4, 48, 48), 0)
+    assert tuple(bott.shape) == (1, 32, 6, 6) and tuple(y.shape) == (1, 1, 48, 48)

@@ -102,8 +102,18 @@ def test_each_level_carries_its_own_state_across_steps():
 
 
 # -- loss pieces ---------------------------------------------------------------------------------------
-def test_stop_targets_and_their_balance():
+def test_stop_targets_the_authors_weighting():
+    """0.5 x BCE averaged over the steps that carry a loss: 2 + 1, 1 and 4 of them here (8 in all)."""
     target, w = stop_targets(torch.tensor([2, 0, 5]), steps=4)
+    assert target.tolist() == [[1, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]]
+    want = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 1, 1]], dtype=torch.float32) * (0.5 / 8)
+    torch.testing.assert_close(w, want)
+    with pytest.raises(ValueError, match="stop_loss"):
+        stop_targets(torch.tensor([1]), 2, rule="median")
+
+
+def test_stop_targets_and_their_balance():
+    target, w = stop_targets(torch.tensor([2, 0, 5]), steps=4, rule="balanced")
     assert target.tolist() == [[1, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]]
     # Loss only on the real steps and the first step after them: 2 + 0 + 4 positives, 1 + 1 negatives.
     pos = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)

@@ -35,9 +35,15 @@ Deviations (where and why):
   The soft-box gain's bias starts at ``box_gain_init`` (our choice) so the first soft boxes are
   visible instead of ~0 everywhere; log sizes are clamped to [-4, 0.5] (a degenerate sigma
   otherwise), centres to [-2, 2] in the authors' normalised units.
-* Batch norm per step in the patch networks too (the facts state it for the box CNN); the same
-  BN eps 1e-3 and decay 0.9 everywhere. PyTorch's default conv initialisation (with BN after every
-  conv the authors' truncated N(0, 0.01) only rescales); the box and score heads start at N(0, 0.01).
+* Batch norm per step in the box and patch networks, as the authors' code; the same BN eps 1e-3 and
+  decay 0.9 everywhere. PyTorch's default conv initialisation (with BN after every conv the
+  authors' truncated N(0, 0.01) only rescales); the box and score heads start at N(0, 0.01).
+* No input pre-processing network: the paper feeds KITTI and Cityscapes through a separately
+  trained FCN for a foreground map and an angle map; the authors' CVPPP script does not use it
+  either, and this module has none.
+* T: the batch's fullest scene + 1 steps in training (the authors: a fixed T = 21 on CVPPP).
+* The box stage trains the box loss only; the authors also train the score head with the monotone
+  loss there.
 * Learning rate: the Trainer's constant-then-cosine decay over the whole run instead of the
   authors' per-stage step decay; weight decay also reaches biases and BN parameters (Adam's
   ``weight_decay`` applies to every parameter).
@@ -56,8 +62,8 @@ Deviations (where and why):
   the model sees and inference resizes label maps) and no bilateral filter. Instances are the
   steps before the first score <= 0.5, whose argmax region above 0.3 keeps at least
   ``min_new_pixels`` pixels (so the count is of steps that own pixels).
-* Soft IoU losses are ``-mean matched IoU`` (the authors' mean over matched pairs); the box loss
-  uses the padding ``max(0.2 * side, min_pad)`` with min_pad given as a fraction of the image side
+* Soft IoU losses are ``-mean matched IoU`` over all matched pairs of the batch; the authors
+  average per image first, then over the batch. The box loss uses the padding ``max(0.2 * side, min_pad)`` with min_pad given as a fraction of the image side
   (10 / 224 in the box stage, 20 / 224 in the full stage: the authors' 10 and 20 px at 224).
 
 Limitation: the box stage leaves the segmentation and scoring networks unused, which
@@ -98,7 +104,7 @@ class AttentionConfig(ConfigBase):
     glimpse_mlp: int = 256                                       # MLP 256 -> 256 (ReLU) -> g*g
     patch_depths: tuple[int, ...] = (8, 8, 16, 16, 32, 32)       # patch CNN: 48 -> 6
     patch_pools: tuple[int, ...] = (1, 2, 1, 2, 1, 2)
-    deconv_depths: tuple[int, ...] = (32, 32, 16, 16, 8, 1)      # deconv: 6 -> 48, last BN + ReLU
+    deconv_depths: tuple[int, ...] = (32, 32, 16, 16, 8, 1)      # deconv: 6 -> 48, last BN + ReLU (paper(): 7 layers)
     deconv_ups: tuple[int, ...] = (2, 1, 2, 1, 2, 1)
     bn_steps: int = 21                                           # per-step BN sets (later steps reuse the last)
     out_gain: float = math.e ** 2                                # gamma of the re-projection (fixed)
@@ -108,8 +114,10 @@ class AttentionConfig(ConfigBase):
 
     @classmethod
     def paper(cls) -> "AttentionConfig":
-        """The authors' CVPPP configuration."""
-        return cls()
+        """The authors' CVPPP network (``run_cvppp.sh``): the defaults with their 7-layer patch decoder
+        (depths 32, 32, 16, 16, 8, 8, 1; up-sampling x2 after the 1st, 3rd and 5th layer). The
+        remaining differences from their code are the module docstring's deviations."""
+        return cls(deconv_depths=(32, 32, 16, 16, 8, 8, 1), deconv_ups=(2, 1, 2, 1, 2, 1, 1))
 
 
 @dataclass

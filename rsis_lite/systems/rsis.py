@@ -31,6 +31,17 @@ Deviations from the paper and the authors' code (each kept small and said here):
   ImageNet weights nearly fixed, and random weights at 1e-6 would stay random. With
   ``pretrained=True`` the recipe uses 1e-6 as the paper.
 * Gate biases start at 0 (the authors left PyTorch's default uniform init; RIS uses 1).
+* Gradients are clamped to +-5 and their norm clipped to 10 (the shared Trainer's defaults); the
+  authors' code does neither.
+* Inference: earlier steps win a contested pixel (``overlap="first"``, the shared assembly) and a
+  step adding fewer than 4 pixels is dropped; the authors' leaves evaluation keeps every step above
+  the threshold and lets later masks overwrite earlier ones. Their leaves script stops at
+  p(continue) < 0.2, the paper (and the default here) at 0.5.
+* The stop loss is the authors' (``stop_loss="authors"``: 0.5 x BCE averaged over the n + 1 steps
+  that carry a loss), with their leaves weights (stop 0.1, no class term) when the data has one
+  class. The shipped RSIS checkpoints were trained before this recipe followed their code, with
+  ``stop_loss="balanced"`` (continue and stop steps half the weight each), stop weight 0.5 and the
+  class term on; their checkpoints record it (``train_config``).
 """
 from __future__ import annotations
 
@@ -82,12 +93,20 @@ class RSISConfig(ConfigBase):
 @dataclass
 class RSISTrainConfig(TrainConfig):
     """RSIS's training knobs on top of the shared ones (authors: Adam, decoder lr 1e-3, encoder
-    1e-6 with ImageNet weights, weight decay 1e-6, class weight 0.1, stop weight 0.5)."""
+    1e-6 with ImageNet weights, weight decay 1e-6, class weight 0.1, stop weight 0.5; for leaves
+    stop weight 0.1 and no class term)."""
 
     encoder_lr: float = 1e-3            # random encoder: the decoder's rate (see the module docstring)
-    class_weight: float = 0.1
-    stop_weight: float = 0.5
+    class_weight: float = 0.1           # 0: no class term (one class: the authors' leaves script never switches it on)
+    stop_weight: float = 0.5            # the authors: 0.5, and 0.1 for leaves
+    stop_loss: str = "authors"          # authors | balanced (stop_targets)
     heads_on: int = 500                 # schedule step at which the class and stop terms switch on
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        d = dict(d)
+        d.setdefault("stop_loss", "balanced")    # checkpoints written before the field used the balanced loss
+        return super().from_dict(d)
     curriculum_start: int = 2           # steps unrolled at first
     curriculum_every: int = 300         # one more step every this many schedule steps
 
@@ -119,18 +138,30 @@ class RSISLoss(NamedTuple):
     class_acc: Tensor    # scalar: accuracy of the class head on matched steps (logging)
 
 
-def stop_targets(counts: Tensor, steps: int) -> tuple[Tensor, Tensor]:
+STOP_LOSSES = ("authors", "balanced")
+
+
+def stop_targets(counts: Tensor, steps: int, rule: str = "authors") -> tuple[Tensor, Tensor]:
     """Targets and weights of the stop ("continue") head, each (B, T).
 
     Step t of an image with n instances: target 1 for t < n (an instance follows), target 0 at
-    t = n (the first step past the last instance: stop), no loss after. The weights balance the
-    two kinds: positives share one half and negatives the other, over the batch.
+    t = n (the first step past the last instance: stop), no loss after. ``rule="authors"`` (their
+    ``StableBalancedMaskedBCE`` with ``stop_balance_weight`` 0.5, as their ``train.py`` calls it):
+    0.5 x the BCE averaged over every step that carries a loss, so each of those steps weighs
+    0.5 / (their number). ``rule="balanced"`` (the paper's word read literally; this project's
+    recipe before it followed the authors' code): the continue steps share one half of the weight
+    and the stop steps the other half.
     """
+    if rule not in STOP_LOSSES:
+        raise ConfigError(f"stop_loss must be one of {', '.join(STOP_LOSSES)}, got {rule!r}")
     t = torch.arange(steps, device=counts.device).unsqueeze(0)             # (1, T)
     n = counts.unsqueeze(1)                                                # (B, 1)
     target = (t < n).float()                                               # (B, T)
     pos, neg = (t < n), (t == n)                                           # (B, T) bool
     w = torch.zeros_like(target)
+    if rule == "authors":
+        on = (pos | neg).float()                                           # (B, T) steps with a loss
+        return target, on * (0.5 / on.sum().clamp_min(1.0))
     if pos.any():
         w = w + pos.float() * (0.5 / pos.sum())
     if neg.any():
@@ -140,14 +171,16 @@ def stop_targets(counts: Tensor, steps: int) -> tuple[Tensor, Tensor]:
 
 def rsis_loss(mask_logits: Tensor, class_logits: Tensor, stop_logits: Tensor, target_masks: Tensor,
               counts: Tensor, target_classes: Tensor | None, class_weight: float, stop_weight: float,
-              heads: bool) -> RSISLoss:
+              heads: bool, stop_loss: str = "authors") -> RSISLoss:
     """The RSIS loss for a batch (section 3, paraphrased: the soft-IoU loss at the best
     permutation of the predictions, a cross-entropy on the class of each matched prediction, and a
     stop loss that tells the model when the sequence is over).
 
     mask_logits (B, T, H, W); class_logits (B, T, C+1); stop_logits (B, T); target_masks
     (B, K, H, W) binary; counts (B,); target_classes (B, K) in 1..C or None (one class: all 1).
-    ``heads=False`` leaves out the class and stop terms (the first stage of training).
+    ``heads=False`` leaves out the class and stop terms (the first stage of training);
+    ``class_weight=0`` leaves out the class term (the authors' leaves script); ``stop_loss``: the
+    weighting of :func:`stop_targets`.
     """
     b, t = mask_logits.shape[:2]
     masks = torch.sigmoid(mask_logits.float())                             # (B, T, H, W)
@@ -167,7 +200,7 @@ def rsis_loss(mask_logits: Tensor, class_logits: Tensor, stop_logits: Tensor, ta
     logits_m = class_logits.float()[bi, ti]                                # (M, C+1)
     class_term = F.cross_entropy(logits_m, cls_t) if matched.numel() else zero
     acc = (logits_m.argmax(1) == cls_t).float().mean() if matched.numel() else zero
-    target, w = stop_targets(counts.to(dev), t)
+    target, w = stop_targets(counts.to(dev), t, stop_loss)
     stop_term = (F.binary_cross_entropy_with_logits(stop_logits.float(), target, reduction="none") * w).sum()
     total = mask_term + (class_weight * class_term + stop_weight * stop_term if heads else 0.0)
     return RSISLoss(total, mask_term, class_term, stop_term, matched.detach().mean() if matched.numel() else zero,
@@ -227,9 +260,11 @@ class RSIS(System):
         steps = steps or (6000 if quick else 40_000)
         n_top = int(data.get("max_instances") or (8 if quick else 20))
         every = max(1, int(0.4 * steps / max(n_top - 1, 1)))
+        one_class = n_cls == 1               # leaves: the authors' leaves script (stop 0.1, no class term)
         train = RSISTrainConfig(steps=steps, batch_size=batch_size or 16, weight_decay=1e-6,
                                 heads_on=max(1, int(0.1 * steps)), curriculum_every=every,
-                                time_budget_min=time_budget_min)
+                                time_budget_min=time_budget_min, class_weight=0.0 if one_class else 0.1,
+                                stop_weight=0.1 if one_class else 0.5)
         if data.get("fine_tune"):           # train --init: the sequence is learnt; all steps, all terms
             train.curriculum_start, train.heads_on = n_top + 1, 0
         if lr is not None:
@@ -251,7 +286,7 @@ class RSIS(System):
             out = self(image, steps=steps)
         heads = step >= cfg.heads_on
         loss = rsis_loss(out.mask_logits, out.class_logits, out.stop_logits, batch["masks"], counts.to(image.device),
-                         batch.get("classes"), cfg.class_weight, cfg.stop_weight, heads)
+                         batch.get("classes"), cfg.class_weight, cfg.stop_weight, heads, cfg.stop_loss)
         return loss.total, {"loss": loss.total.item(), "mask": loss.mask.item(), "class": loss.classes.item(),
                             "stop": loss.stop.item(), "iou": loss.matched_iou.item(),
                             "class_acc": loss.class_acc.item(), "T": steps}
