@@ -16,6 +16,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from rsis_lite.checkpoint import load_checkpoint, state_is_finite, validate_checkpoint
@@ -32,7 +33,7 @@ from rsis_lite.tta import VIEWS, check_fuse, check_tta, tta_predict
 
 __all__ = ["CAP_MARGIN", "DEFAULT_CAP", "InferenceOptions", "Prediction", "Setup", "default_input_size",
            "inference_cap", "load_system", "make_evaluator", "output_name", "predict_dataset", "predict_full",
-           "prepare", "resize_labels", "trained_max_instances", "write_predictions"]
+           "prepare", "resize_labels", "segment_image", "trained_max_instances", "write_predictions"]
 
 CAP_MARGIN = 4       # steps allowed beyond the most instances the data or the training data can have
 DEFAULT_CAP = 30     # when neither is known (the paper's order of magnitude)
@@ -272,6 +273,39 @@ def prediction_outputs(out: str | Path, names: list[str]) -> list[Path]:
     """Every file :func:`write_predictions` may write or replace in ``out`` (for the output guard)."""
     out = Path(out)
     return [out / n for n in names] + [out / "scores.json", out / "classes.json"]
+
+
+class _OneImage:
+    """A one-item dataset: ``image`` (3, H0, W0) seen at ``size`` (None: as it is)."""
+
+    ids = ["image"]
+
+    def __init__(self, image: torch.Tensor, size: tuple[int, int] | None) -> None:
+        self.image, self.size = image, size
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, i: int):
+        x = self.image
+        if self.size is not None and tuple(x.shape[-2:]) != tuple(self.size):
+            x = F.interpolate(x[None], size=tuple(self.size), mode="bilinear", align_corners=False,
+                              antialias=True)[0].clamp(0.0, 1.0)           # (3, H, W)
+        return x, torch.zeros(x.shape[-2:], dtype=torch.int64)
+
+    def original_size(self, i: int) -> tuple[int, int]:
+        return tuple(self.image.shape[-2:])
+
+
+def segment_image(system: System, image: torch.Tensor, options: InferenceOptions | None = None,
+                  size: tuple[int, int] | None = None, device: torch.device | str = "cpu"
+                  ) -> tuple[np.ndarray, Prediction, torch.Tensor]:
+    """One image (3, H0, W0) in [0, 1]: resized to ``size`` (the checkpoint's input size), predicted
+    with ``options``; returns the label map at (H0, W0), the Prediction at ``size`` and the image
+    the system saw (3, H, W). What ``predict`` does to each file, for a single picture."""
+    ds = _OneImage(image.float(), size)
+    (labels, pred), = predict_full(system, ds, options, device=device)
+    return labels, pred, ds[0][0]
 
 
 def write_predictions(out: str | Path, names: list[str], preds: list[tuple[np.ndarray, Prediction]],

@@ -6,6 +6,7 @@ gives them display colours, so we must read the indices and never convert to RGB
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,22 @@ def read_image(path: str | Path) -> Tensor:
     RGB is used as is; RGBA drops alpha (CVPPP's ``_rgb.png`` are RGBA); grayscale is repeated to
     three channels; 16-bit grayscale is scaled by 65535; palette images are expanded to RGB.
     """
-    img = _open(path)
+    return image_to_tensor(_open(path), path)
+
+
+def image_from_bytes(data: bytes, name: str = "the uploaded file") -> Tensor:
+    """:func:`read_image` of a file's bytes (an upload); a file that is not an image is a DataError
+    naming ``name``."""
+    try:
+        img = Image.open(io.BytesIO(bytes(data)))
+        img.load()
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
+        raise DataError(f"could not read {name} as an image (PNG, JPEG, TIFF): {exc}") from None
+    return image_to_tensor(img, name)
+
+
+def image_to_tensor(img: Image.Image, path: str | Path = "image") -> Tensor:
+    """A decoded Pillow image -> float32 (3, H, W) in [0, 1] (the conversions of :func:`read_image`)."""
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img).astype(np.float64)
