@@ -29,8 +29,8 @@ from rsis_lite.data.io import read_label
 from rsis_lite.errors import DataError
 from rsis_lite.fileio import atomic_write_text
 from rsis_lite.inference import output_name
-from rsis_lite.metrics import (average_precision, average_precision_per_class, class_accuracy, image_scores,
-                               summarize)
+from rsis_lite.metrics import (average_precision, average_precision_per_class, class_accuracy, dsb_score,
+                               image_scores, summarize)
 
 # Figures printed x100 with one decimal (as in the papers); the others (counts) with two decimals.
 PERCENT_KEYS = ("SBD", "FBD", "MWCov", "MUCov")
@@ -58,7 +58,8 @@ def evaluate_pairs(names: Sequence[str], preds: Sequence[Any], gts: Sequence[Any
     per_image = {n: image_scores(p, g) for n, p, g in zip(names, preds, gts)}
     stats = summarize(per_image)
     result: dict[str, Any] = {"mean": stats["mean"], "std": stats["std"], "per_image": per_image,
-                              "missing": [], "n_images": len(per_image)}
+                              "missing": [], "n_images": len(per_image),
+                              "DSB": float(np.mean([dsb_score(p, g) for p, g in zip(preds, gts)])) if preds else math.nan}
     if scores is not None:
         result["AP"] = average_precision(list(zip(preds, scores)), gts)
     if pred_classes is not None and gt_classes is not None:
@@ -198,6 +199,8 @@ def format_table(result: dict[str, Any], per_image: bool = True) -> str:
     if per_image and len(rows) > 1:
         out.append("-" * len(line(header)))
     out.append(line(rows[-1]))
+    if "DSB" in result:
+        out.append(f"DSB2018 score {_fmt('SBD', result['DSB'])} (mean over IoU 0.50:0.95 of TP / (TP + FP + FN), x100)")
     if "AP" in result:
         ap = result["AP"]
         out.append("AP {}  AP50 {}  AP75 {}  (COCO-style, x100)".format(

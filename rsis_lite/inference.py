@@ -29,6 +29,7 @@ from rsis_lite.errors import CheckpointError, ConfigError, RsisError
 from rsis_lite.fileio import atomic_write_text
 from rsis_lite.metrics import image_scores, summarize
 from rsis_lite.systems import Prediction, System, build, get_system
+from rsis_lite.tiling import predict_tiled, tile_origins
 from rsis_lite.tta import VIEWS, check_fuse, check_tta, tta_predict
 
 __all__ = ["CAP_MARGIN", "DEFAULT_CAP", "InferenceOptions", "Prediction", "Setup", "default_input_size",
@@ -58,9 +59,13 @@ class InferenceOptions:
     fuse: str | None = None
     crf: CRFParams | None = None
     crf_source: str = ""
+    tile: int | None = None         # predict tiles of this many pixels (at the image's scale) and merge them
+    tile_overlap: int = 32          # pixels shared by neighbouring tiles
 
     def __post_init__(self) -> None:
         check_tta(self.tta)
+        if self.tile is not None:
+            tile_origins(max(int(self.tile), 8), int(self.tile), int(self.tile_overlap))   # checks the pair
         if self.fuse is not None:
             check_fuse(self.fuse)
             if self.tta == "none":
@@ -89,6 +94,8 @@ class InferenceOptions:
             out += f", {how} over {len(VIEWS[self.tta])} views (--tta {self.tta})"
         if self.crf is not None:
             out += f", refined by the dense CRF ({self.crf_source or 'given parameters'})"
+        if self.tile:
+            out += f", in tiles of {self.tile} px overlapping by {self.tile_overlap}"
         return out
 
 
@@ -171,6 +178,9 @@ def predict_full(system: System | str | Path, dataset, options: InferenceOptions
     max_steps = opts.max_steps or DEFAULT_CAP
     out: list[tuple[np.ndarray, Prediction]] = []
     idx = list(range(len(dataset)))
+    if opts.tile:
+        return [_predict_tiled_item(system, dataset, i, opts, max_steps, device)
+                for i in tqdm(idx, disable=not progress, desc="predict (tiles)")]
     for start in tqdm(range(0, len(idx), batch_size), disable=not progress, desc="predict"):
         chunk = idx[start:start + batch_size]
         images = torch.stack([dataset[i][0] for i in chunk]).to(device)       # (b, 3, H, W)
@@ -184,6 +194,23 @@ def predict_full(system: System | str | Path, dataset, options: InferenceOptions
                 lab = resize_labels(lab, tuple(dataset.original_size(i)))
             out.append((lab.numpy().astype(np.int64), p))
     return out
+
+
+def _predict_tiled_item(system: System, dataset, i: int, opts: InferenceOptions, max_steps: int,
+                        device) -> tuple[np.ndarray, Prediction]:
+    """Image i predicted by tiles (:func:`rsis_lite.tiling.predict_tiled`), its label map resized to
+    the image's original size; the Prediction holds the merged labels and one score per instance
+    (the tiles' own scores are not carried across the merge: 1.0)."""
+    image = dataset[i][0].to(device)                                       # (3, H, W)
+    lab = predict_tiled(system, image, int(opts.tile), int(opts.tile_overlap), max_steps, opts.tta,
+                        opts.fuse or "average", opts.crf, **opts.post())    # (H, W)
+    labels = torch.from_numpy(lab)
+    if hasattr(dataset, "original_size"):
+        labels = resize_labels(labels, tuple(dataset.original_size(i)))
+    k = int(lab.max())
+    pred = Prediction(torch.from_numpy(lab), np.ones(k, np.float32), torch.zeros(0, *lab.shape),
+                      np.zeros(0, np.float32), np.arange(k, dtype=np.int64))
+    return labels.numpy().astype(np.int64), pred
 
 
 def predict_dataset(system: System | str | Path, dataset, options: InferenceOptions | None = None,
@@ -252,13 +279,13 @@ class Setup(NamedTuple):
 
 
 def prepare(checkpoint: str | Path, data: DataOptions, profile: str | None = None,
-            size: tuple[int, int] | None = None, device: torch.device | str = "cpu") -> Setup:
+            size: tuple[int, int] | None = None, device: torch.device | str = "cpu", tiled: bool = False) -> Setup:
     """Load ``checkpoint`` and the dataset it will predict, at the checkpoint's input size (``size``
-    overrides it), with the inference cap for both. Synthetic leaves default to the style of the
-    checkpoint's own training scenes."""
+    overrides it; ``tiled``: the images' own size, cut into tiles later), with the inference cap for
+    both. Synthetic leaves default to the style of the checkpoint's own training scenes."""
     system, ckpt = load_system(checkpoint, device)
     prof = get_profile(profile)
-    size = tuple(size) if size else default_input_size(ckpt, data.kind, prof)
+    size = tuple(size) if size else (None if tiled else default_input_size(ckpt, data.kind, prof))
     trained = ckpt.get("data") or {}
     if data.kind == "leaves" and not data.style and trained.get("kind") == "leaves" and trained.get("style"):
         data = data.with_(style=trained["style"])

@@ -218,6 +218,22 @@ def unweighted_coverage(pred: Any, gt: Any) -> float:
     return _coverage_table(contingency(pred, gt)[0], weighted=False)
 
 
+def dsb_score(pred: Any, gt: Any) -> float:
+    """The Data Science Bowl 2018 score of one image: the mean over IoU thresholds 0.5, 0.55, ...,
+    0.95 of TP / (TP + FP + FN), a prediction and a ground-truth instance matching when their IoU
+    exceeds the threshold (one to one: above 0.5 a match is unique). Both maps empty: 1."""
+    table = contingency(pred, gt)[0]
+    n_pred, n_gt = table.shape[0] - 1, table.shape[1] - 1
+    if n_pred == 0 and n_gt == 0:
+        return 1.0
+    iou = _iou_matrix(table) if n_pred and n_gt else np.zeros((n_pred, n_gt))   # (P, G)
+    out = []
+    for t in IOU_THRESHOLDS:
+        tp = int((iou > t).sum())                                  # unique matches for t >= 0.5
+        out.append(tp / (tp + (n_pred - tp) + (n_gt - tp)))
+    return float(np.mean(out))
+
+
 def image_scores(pred: Any, gt: Any) -> dict[str, float]:
     """All per-image figures from one contingency table.
 

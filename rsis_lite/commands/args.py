@@ -142,6 +142,12 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tta-fuse", choices=list(FUSIONS), default=None,
                    help="how --tta fuses the views: average (default: the plain view's instances, masks "
                         "averaged) or vote (the plain view's count, but the instances seen in the most views)")
+    p.add_argument("--tile", type=side, default=None, metavar="N",
+                   help="predict whole images in overlapping N x N tiles at their own scale and join the "
+                        "instances cut by tile borders (rsis_lite/tiling.py): for images with more instances "
+                        "than a model can emit")
+    p.add_argument("--tile-overlap", type=bounded_int(0, 4095), default=32, metavar="M",
+                   help="pixels shared by neighbouring tiles (default 32; less than --tile)")
     rules = "; ".join(f"{n}: {get_system(n).stop_rule}" for n in names())
     p.add_argument("--stop-threshold", type=unit_interval, default=None, metavar="P",
                    help=f"unroll while the system's stop probability is at least P, in [0, 1] ({rules}); "
@@ -172,14 +178,15 @@ def inference_options(args: argparse.Namespace) -> InferenceOptions:
     if args.crf or args.crf_params is not None:
         crf, crf_source = resolve_params(getattr(args, "checkpoint", None), args.crf_params)
     return InferenceOptions(stop_threshold=args.stop_threshold, overlap=args.overlap, tta=args.tta,
-                            fuse=args.tta_fuse, crf=crf, crf_source=crf_source or "")
+                            fuse=args.tta_fuse, crf=crf, crf_source=crf_source or "", tile=args.tile,
+                            tile_overlap=args.tile_overlap)
 
 
 def inference_flags_given(args: argparse.Namespace) -> list[str]:
     """The inference flags a user gave (for commands that refuse them without --checkpoint)."""
     given = [("--crf", args.crf), ("--crf-params", args.crf_params is not None), ("--overlap", args.overlap),
              ("--stop-threshold", args.stop_threshold is not None), ("--tta", args.tta != "none"),
-             ("--tta-fuse", args.tta_fuse is not None)]
+             ("--tta-fuse", args.tta_fuse is not None), ("--tile", args.tile is not None)]
     return [flag for flag, on in given if on]
 
 

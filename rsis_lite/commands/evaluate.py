@@ -54,7 +54,7 @@ def _guard_json(args: argparse.Namespace, inputs: list) -> None:
 def _checkpoint(args: argparse.Namespace) -> dict:
     device = get_device(args.device)
     options = inference_options(args)
-    setup = prepare(args.checkpoint, data_options(args), args.profile, args.size, device)
+    setup = prepare(args.checkpoint, data_options(args), args.profile, args.size, device, tiled=options.tile is not None)
     _guard_json(args, option_inputs(args, options) + dataset_inputs(setup.dataset))
     options = options.with_(max_steps=setup.cap)
     preds = predict_full(setup.system, setup.dataset, options, device=device, progress=True)

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     formats = list(dict.fromkeys(args.format))
     device = get_device(args.device)
     options = inference_options(args)
-    setup = prepare(args.checkpoint, _data(args), args.profile, args.size, device)
+    setup = prepare(args.checkpoint, _data(args), args.profile, args.size, device, tiled=options.tile is not None)
     names = [output_name(setup.dataset, i) for i in range(len(setup.dataset))]
     inputs = option_inputs(args, options) + dataset_inputs(setup.dataset)
     check_output_dir(out, inputs)

@@ -1,0 +1,178 @@
+"""Tiled inference: the tile grid, the merge of instances cut by tile borders on cases with known
+answers (an object on a corner shared by four tiles, two touching objects on a border, an object
+larger than the overlap, many random blobs), an oracle system through the predict loop, the
+command line; and the DSB2018 score against a brute-force computation."""
+import numpy as np
+import pytest
+import torch
+
+from rsis_lite.checkpoint import shipped_checkpoint
+from rsis_lite.commands import main
+from rsis_lite.data.io import read_label
+from rsis_lite.metrics import dsb_score
+from rsis_lite.systems import StepOut, System
+from rsis_lite.tiling import merge_tiles, predict_tiled, tile_boxes, tile_origins
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when two label maps are the same up to renaming the ids (a bijection, background fixed)."""
+    if not np.array_equal(a == 0, b == 0):
+        return False
+    pairs = {(int(x), int(y)) for x, y in zip(a.ravel(), b.ravel())}
+    return len(pairs) == len({x for x, _ in pairs}) == len({y for _, y in pairs})
+
+
+def oracle_tiles(gt: np.ndarray, tile: int, overlap: int, rng) -> list:
+    """Each tile's view of the ground truth, with the tile's own ids in a random order."""
+    out = []
+    for (y0, x0, y1, x1) in tile_boxes(gt.shape, tile, overlap):
+        crop = gt[y0:y1, x0:x1]
+        ids = [int(v) for v in np.unique(crop) if v]
+        new = np.zeros_like(crop)
+        for k, old in enumerate(rng.permutation(ids), start=1):
+            new[crop == old] = k
+        out.append(((y0, x0, y1, x1), new))
+    return out
+
+
+@pytest.mark.parametrize("length,tile,overlap", [(100, 32, 8), (64, 64, 16), (30, 64, 16), (257, 64, 31)])
+def test_tiles_cover_the_axis_and_overlap_as_asked(length, tile, overlap):
+    starts = tile_origins(length, tile, overlap)
+    covered = np.zeros(length, bool)
+    for s in starts:
+        covered[s:s + tile] = True
+    assert covered.all() and starts[0] == 0 and min(starts[-1] + tile, length) == length
+    assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+
+
+def test_an_object_on_a_corner_shared_by_four_tiles():
+    gt = np.zeros((60, 60), np.int64)
+    gt[22:38, 22:38] = 1                       # tiles of 32 with overlap 8 meet around (28..32)
+    gt[2:8, 2:8] = 2
+    merged = merge_tiles(gt.shape, oracle_tiles(gt, 32, 8, np.random.default_rng(0)))
+    assert same_partition(merged, gt) and int(merged.max()) == 2
+
+
+def test_two_touching_objects_on_a_border_stay_two():
+    gt = np.zeros((40, 70), np.int64)
+    gt[10:30, 20:36] = 1
+    gt[10:30, 36:52] = 2                       # they touch at x = 36, inside the shared strip 32..40
+    merged = merge_tiles(gt.shape, oracle_tiles(gt, 40, 8, np.random.default_rng(1)))
+    assert same_partition(merged, gt) and int(merged.max()) == 2
+
+
+def test_an_object_larger_than_the_overlap_spanning_three_tiles():
+    gt = np.zeros((30, 100), np.int64)
+    gt[5:25, 3:97] = 1                         # 94 px wide; tiles of 40 overlapping by 10
+    gt[0:3, 0:3] = 2
+    merged = merge_tiles(gt.shape, oracle_tiles(gt, 40, 10, np.random.default_rng(2)))
+    assert same_partition(merged, gt) and int(merged.max()) == 2
+
+
+def test_many_random_blobs_are_rebuilt_exactly():
+    rng = np.random.default_rng(3)
+    gt = np.zeros((150, 170), np.int64)
+    for k in range(1, 60):
+        r0, c0 = rng.integers(0, 140), rng.integers(0, 160)
+        gt[r0:r0 + rng.integers(3, 25), c0:c0 + rng.integers(3, 25)] = k   # later blobs cover earlier ones
+    from rsis_lite.data.instances import relabel_sequential
+    gt = relabel_sequential(torch.as_tensor(gt)).numpy()
+    # a blob cut into pieces by later ones is several objects for the merge as for the tiles:
+    # compare with the connected pieces of each id
+    from scipy import ndimage
+    pieces = np.zeros_like(gt)
+    n = 0
+    for k in range(1, int(gt.max()) + 1):
+        comp, m = ndimage.label(gt == k)
+        for j in range(1, m + 1):
+            n += 1
+            pieces[comp == j] = n
+    merged = merge_tiles(pieces.shape, oracle_tiles(pieces, 48, 16, rng))
+    assert same_partition(merged, pieces)
+
+
+class Oracle(System):
+    """Reads the ids written into the image's first channel (id / 255) and emits one id per step."""
+
+    name = "oracle_stub"
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def begin(self, images):
+        ids = torch.round(images[:, 0] * 255).long()                           # (B, H, W)
+        order = [[int(v) for v in torch.unique(m) if v] for m in ids]
+        return ids, order, 0
+
+    def emit(self, state):
+        ids, order, t = state
+        b = ids.shape[0]
+        mask = torch.stack([(ids[i] == order[i][t]).float() if t < len(order[i]) else torch.zeros_like(ids[i],
+                            dtype=torch.float32) for i in range(b)])
+        go = torch.tensor([1.0 if t < len(order[i]) else 0.0 for i in range(b)])
+        return StepOut(mask, go, go), (ids, order, t + 1)
+
+
+def test_the_predict_loop_of_an_oracle_by_tiles_rebuilds_the_image():
+    rng = np.random.default_rng(4)
+    gt = np.zeros((90, 130), np.int64)
+    for k in range(1, 40):
+        r0, c0 = rng.integers(0, 85), rng.integers(0, 125)
+        gt[r0:r0 + rng.integers(2, 12), c0:c0 + rng.integers(2, 12)] = k
+    from scipy import ndimage
+    pieces, n = np.zeros_like(gt), 0
+    for k in range(1, int(gt.max()) + 1):
+        comp, m = ndimage.label(gt == k)
+        for j in range(1, m + 1):
+            n += 1
+            pieces[comp == j] = n
+    assert n < 255
+    image = torch.zeros(3, *gt.shape)
+    image[0] = torch.from_numpy(pieces).float() / 255
+    lab = predict_tiled(Oracle(), image, tile=32, overlap=12, max_steps=60, min_new_pixels=1)
+    assert same_partition(lab, pieces)
+
+
+def brute_dsb(pred: np.ndarray, gt: np.ndarray) -> float:
+    p_ids = [k for k in np.unique(pred) if k]
+    g_ids = [k for k in np.unique(gt) if k]
+    if not p_ids and not g_ids:
+        return 1.0
+    scores = []
+    for t in np.arange(0.5, 0.951, 0.05):
+        matched_p, matched_g = set(), set()
+        for i in p_ids:
+            for j in g_ids:
+                a, b = pred == i, gt == j
+                if (a & b).sum() / (a | b).sum() > t and i not in matched_p and j not in matched_g:
+                    matched_p.add(i)
+                    matched_g.add(j)
+        tp = len(matched_p)
+        scores.append(tp / (tp + len(p_ids) - tp + len(g_ids) - tp))
+    return float(np.mean(scores))
+
+
+def test_dsb_score_matches_brute_force():
+    rng = np.random.default_rng(5)
+    for _ in range(15):
+        gt = np.zeros((30, 30), np.int64)
+        for k in range(1, rng.integers(0, 7)):
+            r, c = rng.integers(0, 24, 2)
+            gt[r:r + rng.integers(3, 7), c:c + rng.integers(3, 7)] = k
+        pred = np.roll(gt, rng.integers(0, 3), axis=1)
+        pred[rng.random(pred.shape) < 0.05] = 0
+        assert dsb_score(pred, gt) == pytest.approx(brute_dsb(pred, gt))
+    assert dsb_score(np.zeros((4, 4), np.int64), np.zeros((4, 4), np.int64)) == 1.0
+
+
+def test_predict_by_tiles_from_the_command_line(tmp_path):
+    data = tmp_path / "D"
+    assert main(["export", "--data", "leaves", "--size", "150", "130", "--num", "1", "--out", str(data)]) == 0
+    out = tmp_path / "P"
+    assert main(["predict", "--checkpoint", str(shipped_checkpoint("ris", "quick")), "--data", "folder",
+                 "--root", str(data), "--tile", "64", "--tile-overlap", "16", "--out", str(out)]) == 0
+    lab = read_label(out / "scene00000.png")
+    assert tuple(lab.shape) == (150, 130) and int(lab.max()) >= 1
+    assert main(["predict", "--checkpoint", str(shipped_checkpoint("ris", "quick")), "--data", "folder",
+                 "--root", str(data), "--tile", "64", "--tile-overlap", "64", "--out", str(tmp_path / "x")]) == 2
