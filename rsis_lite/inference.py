@@ -276,15 +276,21 @@ class Setup(NamedTuple):
     cap: int                   # steps the system may unroll on this data
     data: DataOptions
     profile: Any
+    tile: int | None = None    # the checkpoint was trained on crops of this size: predict whole images by tiles
 
 
 def prepare(checkpoint: str | Path, data: DataOptions, profile: str | None = None,
             size: tuple[int, int] | None = None, device: torch.device | str = "cpu", tiled: bool = False) -> Setup:
     """Load ``checkpoint`` and the dataset it will predict, at the checkpoint's input size (``size``
     overrides it; ``tiled``: the images' own size, cut into tiles later), with the inference cap for
-    both. Synthetic leaves default to the style of the checkpoint's own training scenes."""
+    both. A checkpoint trained on crops (its ``data.crop``) predicts by tiles of that size without
+    being asked (``Setup.tile``). Synthetic leaves default to the style of the checkpoint's own
+    training scenes."""
     system, ckpt = load_system(checkpoint, device)
     prof = get_profile(profile)
+    crop = (ckpt.get("data") or {}).get("crop")
+    tile = int(crop[0]) if crop and not size else None
+    tiled = tiled or tile is not None
     size = tuple(size) if size else (None if tiled else default_input_size(ckpt, data.kind, prof))
     trained = ckpt.get("data") or {}
     if data.kind == "leaves" and not data.style and trained.get("kind") == "leaves" and trained.get("style"):
@@ -292,8 +298,8 @@ def prepare(checkpoint: str | Path, data: DataOptions, profile: str | None = Non
     ds = data.load(prof, size)
     if len(ds) == 0:
         raise RsisError(f"no images in {data.kind} ({data.root or ''}, split {data.split}); check --root / --split")
-    cap = inference_cap(max_instances(ds), trained_max_instances(ckpt))
-    return Setup(system, ckpt, ds, size, cap, data, prof)
+    cap = inference_cap(None if (tiled and tile) else max_instances(ds), trained_max_instances(ckpt))
+    return Setup(system, ckpt, ds, size, cap, data, prof, tile)
 
 
 def prediction_outputs(out: str | Path, names: list[str]) -> list[Path]:

@@ -38,7 +38,8 @@ from tqdm.auto import tqdm
 from rsis_lite.checkpoint import load_checkpoint, save_checkpoint, state_is_finite, validate_checkpoint
 from rsis_lite.config import PRECISIONS, get_device, get_profile, resolve_precision, seed_everything
 from rsis_lite.data import JointAugment, collate_instances
-from rsis_lite.data.registry import DataOptions, max_instances, num_classes
+from rsis_lite.data.crops import RandomCrops
+from rsis_lite.data.registry import VAL_SEED, DataOptions, max_instances, num_classes
 from rsis_lite.errors import CheckpointError, ConfigError, RsisError, TrainingError
 from rsis_lite.fileio import OutputLock
 from rsis_lite.inference import inference_cap, load_system, make_evaluator
@@ -60,7 +61,7 @@ def config_differences(stored: dict[str, Any], new: dict[str, Any]) -> list[str]
 
 
 # What a checkpoint records of its data that a resumed run must keep (the profile name may differ).
-DATA_KEYS = ("kind", "split", "size", "max_instances", "num_classes", "style")
+DATA_KEYS = ("kind", "split", "size", "max_instances", "num_classes", "style", "crop")
 
 
 def data_differences(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -433,6 +434,7 @@ class TrainOptions:
     train_seed: int = 0
     init: str | Path | None = None           # fine-tune from this checkpoint's weights
     refine: int | None = None                # grow the model by a refinement block (System.with_refinement)
+    crop: tuple[int, int] | None = None      # train on random crops of this size of images at their own size
 
 
 class Terminated(KeyboardInterrupt):
@@ -442,6 +444,12 @@ class Terminated(KeyboardInterrupt):
 def _datasets(opts: TrainOptions, prof, size):
     """(train dataset, validation dataset or None, cache the training samples?)."""
     data = opts.data
+    if opts.crop:                              # whole images at their own scale, cut at random
+        whole = data.with_(seed=None, num=None).load(prof, None)
+        val_whole = data.with_(split="val", seed=None, num=None).load(prof, None) if data.split == "train" else None
+        train_ds = RandomCrops(whole, opts.crop, seed=opts.train_seed)
+        val_ds = RandomCrops(val_whole, opts.crop, n=min(prof.n_val, 64), seed=VAL_SEED) if val_whole else None
+        return train_ds, val_ds, False
     if data.kind in ("leaves", "garden"):      # rendered on demand; train and val scenes of one style
         train_ds = data.load(prof, size, num=data.num or 10_000_000)
         val_ds = data.load(prof, size, split="val", seed=None, num=min(prof.n_val, 64))
@@ -519,10 +527,15 @@ def _build_trainer(opts: TrainOptions, device: torch.device, rank: int) -> Train
     cls = get_system(opts.model)
     seed_everything(opts.train_seed)
     size = tuple(opts.size) if opts.size else (tuple(prof.cvppp_size) if opts.data.kind == "cvppp" else None)
+    if opts.crop:
+        size = tuple(opts.crop)
     train_ds, val_ds, cache = _datasets(opts, prof, size)
-    check_checkpoint_output(opts.out, dataset_inputs(train_ds), init=opts.init)
-    guard_outputs([opts.out], [opts.init, *dataset_inputs(train_ds)], existing_ok=[opts.out])   # resumes
+    inputs = dataset_inputs(getattr(train_ds, "dataset", train_ds))
+    check_checkpoint_output(opts.out, inputs, init=opts.init)
+    guard_outputs([opts.out], [opts.init, *inputs], existing_ok=[opts.out])   # resumes
     spec = data_spec(opts.data.kind, train_ds, size, opts.data.split, prof.name)
+    if opts.crop:
+        spec["crop"] = list(opts.crop)           # predict tiles whole images at this size by itself
     model_cfg, cfg = cls.recipe(prof, {**spec, "fine_tune": bool(opts.init)}, steps=opts.steps,
                                 batch_size=opts.batch_size, lr=opts.lr, time_budget_min=opts.time_budget)
     cfg.seed = opts.train_seed

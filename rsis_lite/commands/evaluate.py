@@ -57,6 +57,8 @@ def _checkpoint(args: argparse.Namespace) -> dict:
     setup = prepare(args.checkpoint, data_options(args), args.profile, args.size, device, tiled=options.tile is not None)
     _guard_json(args, option_inputs(args, options) + dataset_inputs(setup.dataset))
     options = options.with_(max_steps=setup.cap)
+    if options.tile is None and setup.tile:      # trained on crops: whole images go by tiles
+        options = options.with_(tile=setup.tile, tile_overlap=setup.tile // 4)
     preds = predict_full(setup.system, setup.dataset, options, device=device, progress=True)
     result = score_predictions(setup, preds)
     result["checkpoint"] = str(args.checkpoint)

@@ -98,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(out, inputs)
     guard_outputs(_outputs(out, names, [str(i) for i in setup.dataset.ids], formats), inputs, overwrite=args.overwrite)
     options = options.with_(max_steps=setup.cap)
+    if options.tile is None and setup.tile:      # trained on crops: whole images go by tiles
+        options = options.with_(tile=setup.tile, tile_overlap=setup.tile // 4)
     preds = predict_full(setup.system, setup.dataset, options, device=device, progress=True)
     written: list[str] = []
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from rsis_lite.commands.args import (PRECISION_HELP, add_data_args, batch_size, channel_count, data_options,
-                                     learning_rate, minutes, nonneg_int, step_count)
+                                     learning_rate, minutes, nonneg_int, side, step_count)
 from rsis_lite.systems import names
 from rsis_lite.train import TrainOptions, train
 from rsis_lite.validate import check_output_file
@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="grow the model by a refinement block of C channels where the system has one (ris: a "
                         "full-resolution skip in the mask head, rsis_lite/nn/refine.py); with --init it is "
                         "added at zero, so training starts from exactly that model")
+    p.add_argument("--crop", type=side, nargs=2, default=None, metavar=("H", "W"),
+                   help="train on random H x W crops of the images at their own scale (whole microscopy "
+                        "images: predict then tiles whole images at this size by itself)")
     p.add_argument("--out", required=True, help="checkpoint path (written atomically)")
 
 
@@ -42,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     opts = TrainOptions(model=args.model, out=args.out, data=data_options(args), profile=args.profile,
                         size=tuple(args.size) if args.size else None, device=args.device, steps=args.steps,
                         time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
-                        precision=args.precision, train_seed=args.train_seed, init=args.init, refine=args.refine)
+                        precision=args.precision, train_seed=args.train_seed, init=args.init, refine=args.refine,
+                        crop=tuple(args.crop) if args.crop else None)
     train(opts)
     return 0

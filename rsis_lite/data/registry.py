@@ -13,6 +13,7 @@ from typing import Any, Callable
 from torch import Tensor
 
 from rsis_lite.config import Profile, get_profile
+from rsis_lite.data.crops import nuclei_split
 from rsis_lite.data.cvppp import CVPPPLeaves
 from rsis_lite.data.folder import InstanceFolder
 from rsis_lite.data.garden import SyntheticGarden
@@ -81,7 +82,9 @@ def load_dataset(
     * ``cvppp``: :class:`CVPPPLeaves` over ``root`` (your licensed copy), ``family``, ``split``.
     * ``folder``: :class:`InstanceFolder` over ``root``; ``split`` = deterministic last 20% as val.
     * ``nuclei``: the shipped DSB2018 subset (``data/nuclei``), resized to the profile's
-      ``nuclei_size`` unless ``size`` is given; split as for ``folder``.
+      ``nuclei_size`` unless ``size`` is given; split as for ``folder``. With ``root`` another
+      DSB2018 folder (the full stage-1 set): images at their own size, the validation split of
+      ``data/nuclei_val_ids.txt`` (:func:`rsis_lite.data.crops.dsb_validation_ids`).
     * ``images``: images without labels (:class:`ImageFiles`): ``files`` (files, folders, globs) or
       ``root``; every file, whatever ``split`` says. A ``cvppp`` family without label files, or an
       ``.h5`` file as ``root``, is read the same way (:class:`CVPPPImages`, the test split).
@@ -126,6 +129,10 @@ def load_dataset(
             raise DataError(f"the nuclei subset was not found at {nroot}; it ships with the repository "
                             f"(data/nuclei), not with a pip-installed package: run from a clone of the "
                             f"repository or pass root=<path to data/nuclei>")
+        shipped = root is None or nroot.resolve() == nuclei_root().resolve()
+        if not shipped:                      # a DSB2018 set: images at their own size, the listed val split
+            ds = InstanceFolder(nroot, size=_size2(size), transform=transform)
+            return ds.select(nuclei_split(ds.ids, split)) if split != "all" else ds
         ds = InstanceFolder(nroot, size=_size2(size) or (prof.nuclei_size, prof.nuclei_size), transform=transform)
     return ds.select(split_indices(len(ds), split)) if split != "all" else ds
 
