@@ -162,6 +162,10 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, glob: str = "*.pn
     scores = None
     if sdata is not None and not missing:
         scores = _side_lists(spath, {Path(k).stem: v for k, v in sdata.items()}, stems, "scores")
+        for name, pred, sc in zip(names, preds, scores):
+            if pred.size and int(pred.max()) > len(sc):
+                raise DataError(f"{spath}: {name} has instance id {int(pred.max())} but {len(sc)} score(s); the "
+                                "scores belong to other label maps, re-run predict")
     ppath, pdata = _side_json(pred_dir, "classes.json")
     gpath, gdata = _side_json(gt_dir, "classes.json", parent=True)
     pred_classes = _side_lists(ppath, pdata, stems, "classes") if gdata is not None and not missing else None

@@ -155,6 +155,8 @@ def guard_outputs(outputs: Iterable[str | Path], inputs: Iterable[str | Path], o
         if out.is_dir():
             raise ConfigError(f"{flag}: {out} is a folder where this command writes a file; move it away "
                               "or choose another output")
+        if out.exists() and not out.is_file():
+            raise ConfigError(f"{flag}: {out} is not a regular file (a device or a pipe); choose a file path")
         if real in in_files:
             raise ConfigError(f"{flag}: {out} is an input of this command ({real}); writing it would destroy "
                               "the input, choose another output")

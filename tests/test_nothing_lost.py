@@ -325,3 +325,32 @@ def test_v_m_layouts_and_messages(world, tmp_path, capsys):
                  "--out", str(tmp_path / "o")]) == 2
     line = one_line(capsys.readouterr().err, str(junk))
     assert "delete" not in line and "train" in line
+
+
+def test_i_sigterm_during_predict_says_what_was_written(world, tmp_path, capsys, monkeypatch):
+    import signal
+
+    import rsis_lite.inference as inf
+
+    ckpt, data, _ = world
+    real, calls = inf.write_label, []
+
+    def term_after_one(path, labels):
+        if calls:
+            os.kill(os.getpid(), signal.SIGTERM)        # as `kill PID` from another shell
+        calls.append(path)
+        return real(path, labels)
+
+    monkeypatch.setattr(inf, "write_label", term_after_one)
+    assert main(["predict", "--checkpoint", str(ckpt), "--data", "folder", "--root", str(data),
+                 "--out", str(tmp_path / "t")]) == 143
+    err = capsys.readouterr().err
+    assert "of 2 label maps" in err and "terminated" in err and "Traceback" not in err
+
+
+def test_o_a_device_is_never_an_output(world, capsys):
+    ckpt, data, pred = world
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(data / "labels"), "--json", "/dev/null",
+                 "--overwrite"]) == 2
+    one_line(capsys.readouterr().err, "not a regular file")
+    assert Path("/dev/null").is_char_device()

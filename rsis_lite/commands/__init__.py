@@ -12,7 +12,9 @@ with 143 (the checkpoint saved first).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 from rsis_lite.commands import (bench, crf, evaluate, export, info, predict, reproduce, slim,  # noqa: F401
                                 train)
@@ -41,12 +43,14 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as e:           # argparse: --help (0) or a bad argument (2, message printed)
         return int(e.code or 0)
+    restore = _sigterm_as_interrupt()
     try:
         return args.run(args)
     except RsisError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Terminated:
+        print("terminated (SIGTERM)", file=sys.stderr)
         return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -59,6 +63,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error:{where}: {e.strerror or e}; check the path, its permissions and the free space",
               file=sys.stderr)
         return 2
+    finally:
+        restore()
+
+
+def _sigterm_as_interrupt():
+    """SIGTERM raises :class:`Terminated` (an interrupt) while a command runs, so every command stops
+    the way Ctrl-C stops it: partial outputs are reported, a training run saves. Returns the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        raise Terminated(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def forward_old_entry_point(module: str, renames: dict[str, str], argv: list[str] | None = None) -> int:
