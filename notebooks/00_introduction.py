@@ -59,8 +59,8 @@ print(env_report())
 #
 # **Prerequisites.** Python, NumPy and PyTorch tensors; no earlier notebook.
 #
-# **Run time.** About 15 s on a 2-core CPU with the quick profile (measured: `jupyter nbconvert
-# --execute` took 13 s of wall time at low load, 26 s while other jobs shared the cores).
+# **Run time.** About 15 s on a 2-core CPU with the quick profile (`jupyter nbconvert --execute`
+# took 13 s of wall time).
 
 # %% [markdown]
 # **Setup.** Matplotlib draws inline; the profile (`quick` on CPU, `full` on a GPU, or
@@ -188,10 +188,20 @@ print(f"{len(val_leaves)} scenes; leaves per scene -> number of scenes:", dict(s
 # 4. [04 Training RIS](04_training_ris.ipynb): the curriculum (two leaves first, then all and stop),
 #    training on a CPU, a shipped checkpoint.
 # 5. [05 Evaluation](05_evaluation.ipynb): SBD, |DiC|, FBD, coverage and AP; where the model fails.
-#
-# Later (in preparation): the recurrent attention model with an external memory (Ren & Zemel),
-# RSIS with a pretrained encoder and a multi-level ConvLSTM decoder (Salvador et al.), and dense
-# CRF refinement of each predicted instance.
+# 6. [06 Recurrent attention](06_attention_memory.ipynb): Ren & Zemel's model piece by piece: the
+#    DRAW Gaussian filter bank that reads and writes a patch, the canvas (an external memory of what
+#    is segmented) and the box network with its glimpses.
+# 7. [07 Training the attention system](07_training_attention.ipynb): box pre-training, scheduled
+#    sampling of the canvas, a shipped checkpoint, and RIS and this system side by side.
+# 8. [08 RSIS](08_rsis.ipynb): Salvador et al.'s ResNet encoder with a ConvLSTM at every scale, class
+#    and stop heads, the order in which it emits objects, and the three systems side by side.
+# 9. [09 Dense-CRF refinement](09_crf_refinement.ipynb): a fully connected CRF that moves each
+#    instance's boundary onto the image's edges, derived stage by stage, and its learnable version.
+# 10. [10 Test-time augmentation](10_test_time_augmentation.ipynb): the network's masks averaged
+#     over the 8 flips and rotations of the image, and a vote among the views on which instances to
+#     keep (this project's method, not a paper's).
+# 11. [11 Your own images](11_your_own_images.ipynb): predict your own photos, write the results as
+#     label PNGs, COCO or CVPPP files, and a "segment my photo" widget.
 
 # %% [markdown]
 # ## 3. Three datasets

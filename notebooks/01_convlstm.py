@@ -62,8 +62,8 @@ print(env_report())
 # **Prerequisites.** [00 Introduction](00_introduction.ipynb). The LSTM equations (recalled below),
 # 2-D convolution and `torch.nn.functional.conv2d`.
 #
-# **Run time.** About 15 s on a 2-core CPU with the quick profile (measured: `jupyter nbconvert
-# --execute` took 12.5 s of wall time at low load, 29 s while other jobs shared the cores).
+# **Run time.** About 15 s on a 2-core CPU with the quick profile (`jupyter nbconvert --execute`
+# took 12.5 s of wall time).
 
 # %%
 # %matplotlib inline

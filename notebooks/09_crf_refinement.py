@@ -1,3 +1,18 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/rsis-lite/rsis-lite/blob/main/notebooks/09_crf_refinement.ipynb)
 #
@@ -34,9 +49,9 @@ print(env_report())
 # mean-field update one stage at a time and checks each stage against an all-pairs numpy
 # computation, compares the exact and the fast message passing, lets you move the kernel widths and
 # weights on a live scene, measures what the searched CRF does to the shipped RIS checkpoint on
-# unseen scenes (and where it hurts), shows the learnable version of Zheng et al. (ICCV 2015), and
-# ends with a refinement that needs no CRF: the network's masks averaged over the 8 symmetries of
-# the image, and a vote among those 8 views on which instances to keep.
+# unseen scenes (and where it hurts), and shows the learnable version of Zheng et al. (ICCV 2015).
+# Notebook 10 continues with a refinement that needs no CRF: the network's masks averaged over the
+# 8 symmetries of the image.
 #
 # **Objectives.** You will be able to
 #
@@ -46,18 +61,18 @@ print(env_report())
 #   normalisation) and check every stage against a dense computation over all pixel pairs;
 # * choose between the exact and the windowed ("fast") message passing from their agreement, time
 #   and memory;
-# * measure what the CRF and an 8-view test-time average or vote add to a trained system (SBD,
-#   |DiC|) and recognise the scenes where the CRF hurts;
+# * measure what the CRF adds to a trained system (SBD, |DiC|) and recognise the scenes where it
+#   hurts;
 # * explain how CRF-as-RNN makes the same iterations learnable.
 #
 # **Prerequisites.** The RIS model and its `Prediction`s ([02 RIS model](02_ris_model.ipynb),
 # [04 Training RIS](04_training_ris.ipynb)), soft IoU ([03 Hungarian loss](03_hungarian_loss.ipynb))
 # and SBD / |DiC| ([05 Evaluation](05_evaluation.ipynb)).
 #
-# **Run time.** About 50 s on a 2-core CPU with the quick profile (measured: `jupyter nbconvert
-# --execute` took 51 s of wall time and 89 s of CPU time on a 2-core AMD EPYC with AVX2 only). Everything runs on the CPU: the CRF of
-# one 64 × 64 scene takes a few tens of milliseconds, and the shipped checkpoint is used as it is
-# (nothing is trained but the three scalars of section 8).
+# **Run time.** Under a minute on a 2-core CPU with the quick profile. Everything runs on the CPU:
+# the CRF of one 64 × 64 scene takes tens to a few hundred milliseconds depending on the CPU (section
+# 4 measures it on yours), and the shipped checkpoint is used as it is (nothing is trained but the
+# three scalars of section 8).
 
 # %% [markdown]
 # ## Setup
@@ -65,13 +80,13 @@ print(env_report())
 # %%
 # NBVAL_IGNORE_OUTPUT
 # %matplotlib inline
+import hashlib
 import time
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
 from rsis_lite.checkpoint import shipped_checkpoint
 from rsis_lite.config import get_device, seed_everything
@@ -82,13 +97,11 @@ from rsis_lite.crf import (CRFasRNN, CRFParams, build_kernels, compatibility_tra
 from rsis_lite.data import SyntheticLeaves
 from rsis_lite.inference import inference_cap, load_system, trained_max_instances
 from rsis_lite.metrics import image_scores
-from rsis_lite.systems import Prediction
-from rsis_lite.tta import tta_predict
 from rsis_lite.viz import colorize
 from rsis_lite.widgets.metrics import align_ids
 
 torch.set_num_threads(2)
-device = torch.device("cpu")              # the CRF of a 64 x 64 scene is milliseconds on a CPU
+device = torch.device("cpu")              # a 64 x 64 scene: one CRF in tens to hundreds of ms on a CPU
 seed_everything(0)
 print(f"device {device}; torch threads {torch.get_num_threads()}")
 
@@ -97,6 +110,11 @@ print(f"device {device}; torch threads {torch.get_num_threads()}")
 # that `python -m rsis_lite crf-search` chose for it on seed-2000 scenes, stored next to it as
 # `ris_leaves_quick.pt.crf.json`. Every scene scored here comes from seed 7: never used for
 # training nor for the search.
+#
+# One of the searched parameters needs a word now: `keep` (0.3). After the CRF, an instance left
+# with fewer than 30 % of its pixels gets its original pixels back (`keep_instances` in
+# `rsis_lite/crf.py`), so the CRF moves boundaries but does not delete instances, and the count
+# stays the system's (section 6; exercise 5 asks why).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -112,6 +130,7 @@ images = torch.stack([scenes[i][0] for i in range(len(scenes))])        # (32, 3
 gts = [scenes[i][1].numpy() for i in range(len(scenes))]                # 32 x (64, 64) int
 with torch.no_grad():
     preds = model.predict(images, max_steps=cap)                        # 32 Predictions
+print(f"checkpoint: {ckpt_path.name} sha1 {hashlib.sha1(ckpt_path.read_bytes()).hexdigest()[:12]}")
 print(ckpt["system"], "| steps at most", cap, "| images", tuple(images.shape))
 print("searched:", {k: searched.to_dict()[k] for k in ("w_g", "theta_gamma", "w_b", "theta_alpha",
                                                        "theta_beta", "n_iter", "temperature", "keep")})
@@ -122,8 +141,8 @@ print("searched:", {k: searched.to_dict()[k] for k in ("w_g", "theta_gamma", "w_
 # One scene, one instance: the soft mask the model emitted at that instance's step
 # (`masks[steps[k]]`, values in [0, 1]), its 0.5 contour (white) against the ground-truth leaf's
 # contour (red). The RIS head saturates (notebook 02), so the mask is nearly binary, but its
-# boundary is not the leaf's: it misses the lower part of the leaf and cuts across it where the
-# image shows no edge at all. The image's own edges are sharp; a model that looks at the colours at
+# boundary is not the leaf's: in this figure it misses the upper tip of the leaf, cutting across
+# it where the image shows no edge at all, and spills past the leaf's edge at its upper left. The image's own edges are sharp; a model that looks at the colours at
 # full resolution can move such a boundary onto them, and that is what the CRF's bilateral kernel
 # does.
 
@@ -336,6 +355,15 @@ plt.show()
 # $e^{-2.5^2/2}\approx 4\%$ at the window edge. Exact is the reference and the
 # `auto` default up to 64 × 64; above, the $N^2$ matrix stops fitting (530 × 500 would need about
 # 260 GiB), and `fast` (plus a coarser grid, see `rsis_lite/crf.py`) takes over.
+#
+# Why the two timing curves cross (near 50 pixels in the table above; where exactly depends on the
+# CPU): the exact path's cost grows with the number of pixel pairs, $N^2 = (HW)^2$, 16 times more
+# work for every doubling of the side; the fast path visits $(2r + 1)^2 = 361$ window neighbours per
+# pixel ($r = \lceil 2.5 \cdot 3.5 \rceil = 9$), so its cost grows with $HW \cdot 361$, only 4 times per
+# doubling. A dense matrix product is very cheap per pair and the windowed loop is not, so exact
+# wins on small images and loses once $N$ is a few thousand pixels. The `auto` rule
+# (`resolve_method`) does not follow the speed crossover: it picks exact up to 64 × 64 pixels
+# (`EXACT_MAX_PIXELS`), where the matrix still takes 64 MiB, because exact is the reference.
 # `python -m rsis_lite crf-bench` prints the same comparison with peak memory measured in separate
 # processes.
 
@@ -562,212 +590,6 @@ print(f"28 held-out scenes, argmax without keep: fixed CRF SBD {100 * fixed_sbd:
 # network (Zheng et al. train the CNN and CRF jointly), which this course does not do.
 
 # %% [markdown]
-# ## 9. A refinement without a CRF: test-time augmentation
-#
-# The CRF corrects the masks with a model of the image (colour edges, smoothness). A second
-# refinement asks only the network: show it the same scene mirrored and rotated, map its answers
-# back, and average them. Averaging a classifier's outputs over mirrored copies of the test image
-# goes back to Krizhevsky, Sutskever & Hinton (NeurIPS 2012, section 4.1; paraphrased); none of the
-# three papers of this course uses it. A square image has 8 such views (the dihedral group: every
-# rotation by 90°, with and without a mirror), and a fully convolutional network accepts all of them.
-#
-# A recurrent segmenter adds one difficulty: in a mirrored scene it emits the same leaves in another
-# order, so step $t$ of one view is not step $t$ of another. Before averaging, each view's instances
-# are matched one to one with the plain view's by the Hungarian algorithm on mask IoU (the same
-# assignment as the loss of notebook 03, here on IoU of the thresholded masks), and only pairs with
-# IoU above 0.1 are averaged. The plain view keeps the count, the order and the scores; only the soft
-# masks change, and the label map is assembled again by the system's own rule (`System.relabel`).
-# Below, the 8 views and their inverses, written out:
-
-# %%
-FLIPS = [(), (-1,), (-2,), (-2, -1)]                 # none, left-right, up-down, both
-
-
-def view(x, k):
-    """x (..., H, W) -> the k-th of the 8 symmetries of the square (k = 0..7; k >= 4 transposes first)."""
-    y = x.transpose(-1, -2) if k >= 4 else x          # (..., W, H) when k >= 4
-    return y.flip(FLIPS[k % 4]) if k % 4 else y
-
-
-def unview(m, k):
-    """Inverse of view: undo the flip, then the transpose (each is its own inverse)."""
-    m = m.flip(FLIPS[k % 4]) if k % 4 else m
-    return m.transpose(-1, -2) if k >= 4 else m
-
-
-x = torch.arange(20.0).reshape(4, 5)                  # no symmetry of its own
-print("8 distinct views:", len({view(x, k).numpy().tobytes() for k in range(8)}) == 8,
-      "| unview inverts view:", all(torch.equal(unview(view(x, k), k), x) for k in range(8)))
-
-# %% [markdown]
-# Run the shipped RIS on all 8 views of the 32 scenes, then fuse one scene at a time: the plain
-# view's soft masks of the instances it kept are the reference; each other view's kept masks, mapped
-# back, are matched to them and added where the IoU exceeds 0.1.
-
-# %%
-def kept_masks(p):
-    """Soft masks (K, H, W) of the instances in a Prediction's label map, in id order."""
-    return p.masks[torch.as_tensor(p.steps, dtype=torch.long)]
-
-
-def fuse(i, per_view, min_iou=0.1):
-    """Scene i's reference masks (K, H, W) averaged with their Hungarian matches in the other views."""
-    ref = kept_masks(per_view[0][i])                                    # (K, H, W)
-    total, count = ref.clone(), torch.ones(len(ref))                    # (K, H, W), (K,)
-    for k in range(1, 8):
-        other = unview(kept_masks(per_view[k][i]), k)                   # (J, H, W) in the scene's frame
-        a, b = (ref > 0.5).flatten(1).float(), (other > 0.5).flatten(1).float()   # (K, HW), (J, HW)
-        inter = a @ b.T                                                 # (K, J)
-        iou = (inter / (a.sum(1)[:, None] + b.sum(1)[None] - inter).clamp_min(1)).numpy()
-        for r, c in zip(*linear_sum_assignment(-iou)):
-            if iou[r, c] > min_iou:
-                total[r] += other[c]
-                count[r] += 1
-    return total / count[:, None, None]                                 # (K, H, W)
-
-
-with torch.no_grad():
-    per_view = [model.predict(view(images, k), max_steps=cap) for k in range(8)]    # 8 x 32 Predictions
-    tta = [model.relabel(per_view[0][i], fuse(i, per_view)) for i in range(len(preds))]
-    package = tta_predict(model, images, "d8", max_steps=cap)           # rsis_lite/tta.py
-print("same label maps as rsis_lite.tta.tta_predict:",
-      all(torch.equal(a.labels, b.labels) for a, b in zip(tta, package)))
-print("instances in the plain predictions:", sum(len(p.scores) for p in preds),
-      "| after the 8-view average:", sum(len(a.scores) for a in tta))
-
-# %% [markdown]
-# The same 32 seed-7 scenes as in section 6, scored four ways. The CRF after the augmentation runs
-# on the averaged masks, exactly as `predict --tta d8 --crf` does.
-
-# %%
-# NBVAL_CHECK_OUTPUT
-tta_crf = refine_predictions(tta, images, searched)                     # 32 Predictions
-rows = {"RIS": preds, "RIS, d8": tta, "RIS + CRF": refined, "RIS, d8, then CRF": tta_crf}
-print("| 32 seed-7 scenes | SBD ×100 | |DiC| |")
-print("|---|---|---|")
-tta_sbd = {}
-for name, ps in rows.items():
-    sc = [image_scores(p.labels.numpy(), g) for p, g in zip(ps, gts)]
-    sbd, dic = np.array([s["SBD"] for s in sc]), np.array([s["abs_DiC"] for s in sc])
-    tta_sbd[name] = sbd
-    print(f"| {name} | {100 * sbd.mean():.1f} ({100 * sbd.std():.1f}) | {dic.mean():.2f} ({dic.std():.2f}) |")
-print(f"d8 better than RIS in {(tta_sbd['RIS, d8'] > sbd0 + 1e-9).sum()} scenes, "
-      f"worse in {(tta_sbd['RIS, d8'] < sbd0 - 1e-9).sum()}")
-
-# %% [markdown]
-# The scene with the largest gain: what the averaging changed, and where the views split (an
-# averaged mask between 0.25 and 0.75: three to five of the 8 views claim the pixel for that
-# instance):
-
-# %%
-gain_tta = tta_sbd["RIS, d8"] - sbd0
-i = int(np.argmax(gain_tta))
-before, after = preds[i].labels.numpy(), tta[i].labels.numpy()          # (64, 64) each
-soft = kept_masks(tta[i])                                               # (K, 64, 64) averaged masks
-unsure = ((soft > 0.25) & (soft < 0.75)).any(0).numpy()                 # (64, 64)
-fig, axes = plt.subplots(1, 5, figsize=(12, 2.9))
-panels = [(colorize(gts[i]), "ground truth"), (colorize(align_ids(before, gts[i])), f"RIS  SBD {sbd0[i]:.3f}"),
-          (colorize(align_ids(after, gts[i])), f"RIS, d8  SBD {tta_sbd['RIS, d8'][i]:.3f}"),
-          (before != after, f"{int((before != after).sum())} pixels changed"),
-          (unsure, "views disagree (0.25 < mask < 0.75)")]
-for ax, (im, title) in zip(axes, panels):
-    ax.imshow(im, interpolation="nearest", cmap="gray")
-    ax.set_title(title, fontsize=8)
-    ax.axis("off")
-fig.suptitle(f"scene {i}: the largest SBD gain from the 8-view average", fontsize=9)
-plt.tight_layout()
-plt.show()
-
-# %% [markdown]
-# The average removes the errors that depend on the orientation the network sees: here the plain
-# view lets the red leaf spill into the orange one, and averaged over the 8 views those pixels go
-# back to orange (the 57 changed pixels are mostly that patch). The views rarely split on a pixel, and where they do it is single pixels, not whole edges.
-# On these small scenes the CRF gains more than the average, and the two together barely more than
-# the CRF alone: most of what the views correct lies on colour edges the CRF finds anyway. On the
-# larger, crowded CVPPP-shaped rosettes the order reverses (`docs/results.md`, "Test-time augmentation": the
-# average adds 3–4 SBD there, a CRF after it takes some back). The price is 8 forward passes per
-# image instead of one, and the average cannot add what the plain view missed: a leaf it did not
-# find stays unfound (an instance can only vanish, when its averaged mask no longer adds 4 pixels).
-# `python -m rsis_lite predict … --tta d8` applies it from the command line.
-
-# %% [markdown]
-# ### Letting the views vote
-#
-# In a crowded scene the plain view errs in two ways the average cannot touch: it misses a small
-# leaf that most of the other views find, and it keeps a fragment that few of them see. A second
-# fusion lets the views choose *which* instances to keep, while the plain view still fixes how many
-# (K, so the count error stays the plain view's). Gather the instances of all 8 views into clusters:
-# the plain view's instances open them; each later view's instances are matched one to one to the
-# clusters' current mean masks by the same Hungarian IoU rule (pairs above 0.1 join), and those left
-# over open clusters of their own. Keep the K clusters seen in the most views (ties: the plain
-# view's first, then the higher mean score), each as the mean of its members' masks, the plain
-# view's instances in their order and the newcomers after them. This is ours (`--tta-fuse vote`,
-# `rsis_lite/tta.py`), not any paper's. Written out, with the label map assembled by the same
-# `relabel` as above:
-
-# %%
-def match(means, other, min_iou=0.1):
-    """Hungarian pairs (row of means, row of other) with mask IoU above min_iou."""
-    a, b = (means > 0.5).flatten(1).float(), (other > 0.5).flatten(1).float()   # (C, HW), (J, HW)
-    inter = a @ b.T                                                     # (C, J)
-    iou = (inter / (a.sum(1)[:, None] + b.sum(1)[None] - inter).clamp_min(1)).numpy()
-    return [(r, c) for r, c in zip(*linear_sum_assignment(-iou)) if iou[r, c] > min_iou]
-
-
-def vote_fuse(i, per_view):
-    """Scene i by vote: the plain view's count K of the clusters seen in the most views."""
-    plain = per_view[0][i]
-    clusters = [{"sum": m.clone(), "scores": [float(s)], "plain": k}     # one per plain instance
-                for k, (m, s) in enumerate(zip(kept_masks(plain), plain.scores))]
-    for k in range(1, 8):
-        other = unview(kept_masks(per_view[k][i]), k)                   # (J, H, W) in the scene's frame
-        means = torch.stack([c["sum"] / len(c["scores"]) for c in clusters]) if clusters else other[:0]
-        joins = {j: c for c, j in match(means, other)}
-        for j, score in enumerate(per_view[k][i].scores):
-            if j in joins:
-                clusters[joins[j]]["sum"] += other[j]
-                clusters[joins[j]]["scores"].append(float(score))
-            else:
-                clusters.append({"sum": other[j].clone(), "scores": [float(score)], "plain": None})
-    rank = sorted(range(len(clusters)), key=lambda c: (-len(clusters[c]["scores"]), clusters[c]["plain"] is None,
-                                                       -np.mean(clusters[c]["scores"])))
-    kept = sorted(rank[:len(plain.scores)], key=lambda c: (clusters[c]["plain"] is None, clusters[c]["plain"] or 0, c))
-    masks = torch.stack([clusters[c]["sum"] / len(clusters[c]["scores"]) for c in kept]) if kept else plain.masks[:0]
-    scores = np.array([np.mean(clusters[c]["scores"]) for c in kept], dtype=np.float32)             # (K,)
-    steps = np.arange(len(kept))                                        # one mask slot per kept cluster
-    voted = Prediction(plain.labels, scores, masks, scores, steps)      # masks (K, H, W)
-    return model.relabel(voted, masks), sum(clusters[c]["plain"] is None for c in kept)
-
-
-with torch.no_grad():
-    voted, newcomers = zip(*[vote_fuse(i, per_view) for i in range(len(preds))])
-    package_vote = tta_predict(model, images, "d8", max_steps=cap, fuse="vote")   # rsis_lite/tta.py
-print("same label maps as tta_predict(..., fuse='vote'):",
-      all(torch.equal(a.labels, b.labels) for a, b in zip(voted, package_vote)))
-print("instances: plain", sum(len(p.scores) for p in preds), "| voted", sum(len(v.scores) for v in voted),
-      "| of them not in the plain view", sum(newcomers))
-
-# %% [markdown]
-# Scored like the four rows above, on the same 32 scenes:
-
-# %%
-# NBVAL_CHECK_OUTPUT
-sc = [image_scores(v.labels.numpy(), g) for v, g in zip(voted, gts)]
-vote_sbd, vote_dic = np.array([s["SBD"] for s in sc]), np.array([s["abs_DiC"] for s in sc])
-print(f"| RIS, d8 vote | {100 * vote_sbd.mean():.1f} ({100 * vote_sbd.std():.1f}) | "
-      f"{vote_dic.mean():.2f} ({vote_dic.std():.2f}) |")
-print(f"vote better than the average in {(vote_sbd > tta_sbd['RIS, d8'] + 1e-9).sum()} scenes, "
-      f"worse in {(vote_sbd < tta_sbd['RIS, d8'] - 1e-9).sum()}")
-
-# %% [markdown]
-# On these small scenes (2–8 leaves, most of them large) there is little to vote on, and the vote
-# gains little over the average. It pays on the crowded CVPPP-shaped rosettes (11–20 leaves, a
-# quarter of them young leaves under 30 pixels): there the shipped `ris_cvppp_like_quick.pt` goes
-# from SBD 74.4–75.1 plain to 78.2–78.7 with the average and 81.0–81.7 with the vote, the count
-# error unchanged (`docs/results.md`, *Test-time augmentation*). `python -m rsis_lite predict … --tta d8
-# --tta-fuse vote` applies it from the command line.
-
-# %% [markdown]
 # ## Summary
 #
 # * The dense CRF adds to the per-pixel unaries ($-\log$ of probabilities built from the instances'
@@ -781,11 +603,9 @@ print(f"vote better than the average in {(vote_sbd > tta_sbd['RIS, d8'] + 1e-9).
 # * On 32 unseen scenes the searched CRF raises the shipped RIS's SBD and leaves |DiC| unchanged
 #   (`keep`); it can hurt where leaves of one colour touch or parts are thin.
 # * CRF-as-RNN makes the iterations a differentiable layer with learnable weights and compatibility.
-# * Test-time augmentation averages each instance's soft mask over the 8 views of the image, after
-#   matching the views' instances by Hungarian IoU (a recurrent model emits them in another order);
-#   it refines masks without a model of the image and leaves the count as the plain view has it.
-#   Letting the views vote on which instances to keep (the plain view's count, the clusters seen in
-#   the most views) also recovers instances the plain view missed.
+#
+# Next, [10 Test-time augmentation](10_test_time_augmentation.ipynb): a refinement that asks only the
+# network, by predicting the 8 flips and rotations of the image and averaging the answers.
 
 # %% [markdown]
 # ## Exercises
@@ -916,10 +736,6 @@ print(f"vote better than the average in {(vote_sbd > tta_sbd['RIS, d8'] + 1e-9).
 #   [arXiv:1511.08250](https://arxiv.org/abs/1511.08250): RIS, whose masks they refine with a dense CRF.
 # * M. Teichmann, R. Cipolla, *Convolutional CRFs for Semantic Segmentation*, 2018,
 #   [arXiv:1805.04777](https://arxiv.org/abs/1805.04777): the truncated-window idea behind `fast`.
-# * A. Krizhevsky, I. Sutskever, G. E. Hinton, *ImageNet Classification with Deep Convolutional
-#   Neural Networks*, NeurIPS 2012,
-#   [proceedings](https://papers.nips.cc/paper/4824-imagenet-classification-with-deep-convolutional-neural-networks):
-#   predictions averaged over mirrored copies of the test image (section 4.1).
-# * In this repository: [references.md](references.md), `rsis_lite/crf.py`, `rsis_lite/tta.py`,
-#   `data/checkpoints/ris_leaves_quick.pt.crf.json` (the searched parameters), `docs/results.md` "Dense-CRF
-#   refinement" and "Test-time augmentation".
+# * In this repository: [references.md](references.md), `rsis_lite/crf.py`,
+#   `data/checkpoints/ris_leaves_quick.pt.crf.json` (the searched parameters), `docs/results.md`
+#   "Dense-CRF refinement".

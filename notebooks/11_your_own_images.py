@@ -265,53 +265,84 @@ plt.show()
 #
 # ## Exercises
 #
-# **1. Scale matters.** (warm-up) Predict `balcony.jpg` again after cropping its left half (so the
-# leaves fill more of the picture). Does RIS find the same number of leaves? Why can it change?
+# **1. Scale matters.** (warm-up) Predict a photo, then its left half alone (so the leaves fill more
+# of the picture). Does RIS find the same leaves? Why can it change?
 #
 # <details><summary>Solution</summary>
 #
-# The crop is resized to 64 × 64 like the whole photo, so each leaf becomes about twice as wide in
-# the model's input: the model trained on leaves of one size may merge, split or miss them.
+# The half is resized to 64 × 64 like the whole photo, so each leaf becomes about twice as wide in
+# the model's input: a model trained on leaves of one size may merge, split or miss them.
 #
 # ```python
-# crop = Image.open(photos / "balcony.jpg").crop((0, 0, 60, 100))
-# crop.save(work / "crop.jpg")
-# rsis(["predict", "--checkpoint", str(CHECKPOINTS["ris"]), "--images", str(work / "crop.jpg"),
-#       "--out", str(work / "crop_out")])
-# print(int(read_label(work / "crop_out" / "crop.png").max()), "leaves in the crop vs",
-#       int(read_label(out / "balcony.png").max()), "in the whole photo")
+# import tempfile
+# from pathlib import Path
+#
+# import numpy as np
+# from PIL import Image
+#
+# from rsis_lite.checkpoint import shipped_checkpoint
+# from rsis_lite.commands import main as rsis
+# from rsis_lite.data import SyntheticLeaves
+# from rsis_lite.data.io import read_label
+#
+# tmp = Path(tempfile.mkdtemp())
+# rgb = (SyntheticLeaves(1, size=64, seed=31)[0][0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+# Image.fromarray(rgb).resize((120, 100)).save(tmp / "whole.png")
+# Image.open(tmp / "whole.png").crop((0, 0, 60, 100)).save(tmp / "half.png")
+# rsis(["predict", "--checkpoint", str(shipped_checkpoint("ris", "quick")), "--images", str(tmp / "whole.png"),
+#       str(tmp / "half.png"), "--out", str(tmp / "out")])
+# whole, half = read_label(tmp / "out" / "whole.png"), read_label(tmp / "out" / "half.png")
+# assert tuple(half.shape) == (100, 60)
+# print(int(whole.max()), "leaves in the whole photo,", int(half.max()), "in its left half")
 # ```
 #
 # </details>
 #
-# **2. Read the RLE back.** Decode the first entry of `predictions_coco.json` with
+# **2. Read the RLE back.** Decode the first entry of a `predictions_coco.json` with
 # `pycocotools.mask.decode` and check that it is exactly instance 1 of its label map.
 #
 # <details><summary>Solution</summary>
 #
 # ```python
+# import json
+# import tempfile
+# from pathlib import Path
+#
+# import numpy as np
 # from pycocotools import mask as mask_utils
 #
-# first = json.loads((pred / "predictions_coco.json").read_text())[0]
-# m = mask_utils.decode({"size": first["segmentation"]["size"], "counts": first["segmentation"]["counts"].encode()})
-# name = sorted((labelled / "labels").glob("*.png"))[first["image_id"] - 1].name
-# lab = read_label(pred / name).numpy()
-# assert np.array_equal(m.astype(bool), lab == 1)
-# print("RLE of image", first["image_id"], "decodes to instance 1 of", name)
+# from rsis_lite.checkpoint import shipped_checkpoint
+# from rsis_lite.commands import main as rsis
+# from rsis_lite.data.io import read_label
+#
+# tmp = Path(tempfile.mkdtemp())
+# rsis(["export", "--data", "leaves", "--num", "2", "--out", str(tmp / "d")])
+# rsis(["predict", "--checkpoint", str(shipped_checkpoint("ris", "quick")), "--data", "folder", "--root",
+#       str(tmp / "d"), "--format", "coco", "png", "--out", str(tmp / "p")])
+# first = json.loads((tmp / "p" / "predictions_coco.json").read_text())[0]
+# rle = {"size": first["segmentation"]["size"], "counts": first["segmentation"]["counts"].encode()}
+# name = sorted((tmp / "d" / "labels").glob("*.png"))[first["image_id"] - 1].name
+# assert np.array_equal(mask_utils.decode(rle).astype(bool), read_label(tmp / "p" / name).numpy() == 1)
+# print("the RLE of image", first["image_id"], "decodes to instance 1 of", name)
 # ```
 #
 # </details>
 #
-# **3. Three systems on one photo.** Segment `window.png` with each shipped checkpoint through
+# **3. Three systems on one picture.** Segment one scene with each shipped checkpoint through
 # `segment` and print the instance counts and the number of steps each ran. Which system stopped
 # latest, and does it find more leaves for it?
 #
 # <details><summary>Solution</summary>
 #
 # ```python
-# image = torch.from_numpy(np.asarray(Image.open(photos / "window.png"))).permute(2, 0, 1).float() / 255
-# for name, path in CHECKPOINTS.items():
-#     r = segment(path, image, device=device)
+# from rsis_lite.checkpoint import shipped_checkpoint
+# from rsis_lite.data import SyntheticLeaves
+# from rsis_lite.widgets.upload import segment
+#
+# image = SyntheticLeaves(1, size=64, seed=12)[0][0]                 # (3, 64, 64)
+# for name in ("ris", "attention", "rsis"):
+#     r = segment(shipped_checkpoint(name, "quick"), image)
+#     assert r["labels"].shape == (64, 64)
 #     print(f"{name:9s} {int(r['labels'].max())} instances in {len(r['pred'].conf)} steps")
 # ```
 #

@@ -170,3 +170,17 @@ def test_cvppp_test_split_without_labels_and_the_challenge_h5(tmp_path):
     assert names == ["plant001_label.png", "plant002_label.png"] == sorted(p.name for p in b.glob("*.png"))
     for n in names:
         np.testing.assert_array_equal(read_label(a / n), read_label(b / n))
+
+
+def test_predictions_never_replace_the_photos(tmp_path, capsys):
+    """Outputs may go beside the photos, never over one of them (a.png's label map would be a.png)."""
+    src = tmp_path / "p"
+    src.mkdir()
+    Image.fromarray((np.random.default_rng(1).random((40, 40, 3)) * 255).astype(np.uint8)).save(src / "a.png")
+    before = (src / "a.png").read_bytes()
+    assert main(["predict", "--checkpoint", str(SHIPPED), "--images", str(src / "a.png"), "--out", str(src),
+                 "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "input" in err and "Traceback" not in err and (src / "a.png").read_bytes() == before
+    assert main(["predict", "--checkpoint", str(SHIPPED), "--images", str(src / "a.png"), "--out",
+                 str(src / "seg")]) == 0

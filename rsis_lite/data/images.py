@@ -116,8 +116,9 @@ class ImageFiles:
         return self.files[i].name
 
     def inputs(self) -> list[Path]:
-        """What this dataset reads, for the output guard: the folders holding the files."""
-        return sorted({f.resolve().parent for f in self.files})
+        """What this dataset reads, for the output guard: the image files themselves (outputs may go
+        into a subfolder beside them, never over one of them)."""
+        return sorted({f.resolve() for f in self.files})
 
     def original_size(self, i: int) -> tuple[int, int]:
         if i not in self._orig:
