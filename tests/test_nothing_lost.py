@@ -354,3 +354,18 @@ def test_o_a_device_is_never_an_output(world, capsys):
                  "--overwrite"]) == 2
     one_line(capsys.readouterr().err, "not a regular file")
     assert Path("/dev/null").is_char_device()
+
+
+def test_r_running_out_of_memory_is_one_line(world, tmp_path, capsys, monkeypatch):
+    import rsis_lite.commands.predict as cmd
+
+    ckpt, data, _ = world
+
+    def oom(*a, **k):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: not enough memory: "
+                           "you tried to allocate 68719476736 bytes.")
+
+    monkeypatch.setattr(cmd, "predict_full", oom)
+    assert main(["predict", "--checkpoint", str(ckpt), "--data", "folder", "--root", str(data), "--size", "4096",
+                 "4096", "--out", str(tmp_path / "o")]) == 2
+    one_line(capsys.readouterr().err, "out of memory", "--size")

@@ -55,6 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("error: out of memory; use a smaller --size (or --tile), fewer --num or a smaller --batch-size",
+              file=sys.stderr)
+        return 2
+    except RuntimeError as e:         # torch's allocator: "DefaultCPUAllocator: not enough memory", CUDA OOM
+        if "memory" not in str(e).lower():
+            raise
+        print(f"error: out of memory ({str(e).strip().splitlines()[0][:120]}); use a smaller --size (or --tile), "
+              "fewer --num or a smaller --batch-size", file=sys.stderr)
+        return 2
     except BrokenPipeError:           # e.g. `evaluate ... | head -1`
         sys.stderr.close()
         return 141
