@@ -232,14 +232,15 @@ def to_json_ready(obj: Any) -> Any:
     return obj
 
 
-def score_predictions(setup, preds: Sequence[tuple[np.ndarray, Any]]) -> dict[str, Any]:
+def score_predictions(setup, preds: Sequence[tuple[np.ndarray, Any]], with_scores: bool = True) -> dict[str, Any]:
     """Score :func:`rsis_lite.inference.predict_full`'s output for a :class:`rsis_lite.inference.Setup`,
     AP included (and class figures when both sides have classes).
 
     Predictions come back at each image's size on disk and are scored against the labels at that
     size, read from a second, un-resized view of the dataset -- scoring at the model's size would
     flatter the model. Synthetic scenes are rendered at the model's size (another size would be
-    other scenes), so their ground truth is the dataset itself.
+    other scenes), so their ground truth is the dataset itself. ``with_scores=False`` (predictions by
+    tiles, whose instances carry no score) leaves AP out.
     """
     ds, data = setup.dataset, setup.data
     gt_ds = ds if setup.size is None or data.kind in ("leaves", "garden") else data.load(setup.profile, None)
@@ -256,8 +257,8 @@ def score_predictions(setup, preds: Sequence[tuple[np.ndarray, Any]]) -> dict[st
         pcls.append(p.classes)
         gcls.append(item[2].numpy() if len(item) == 3 else None)
     with_classes = all(c is not None for c in pcls) and all(c is not None for c in gcls)
-    result = evaluate_pairs(names, labels, gts, scores=scores, pred_classes=pcls if with_classes else None,
-                            gt_classes=gcls if with_classes else None)
+    result = evaluate_pairs(names, labels, gts, scores=scores if with_scores else None,
+                            pred_classes=pcls if with_classes else None, gt_classes=gcls if with_classes else None)
     result.update(system=setup.ckpt["system"], max_steps=setup.cap,
                   data={"kind": data.kind, "root": data.root, "split": data.split, "family": data.family,
                         "size": list(setup.size) if setup.size else None})

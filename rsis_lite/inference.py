@@ -183,12 +183,19 @@ def predict_full(system: System | str | Path, dataset, options: InferenceOptions
                 for i in tqdm(idx, disable=not progress, desc="predict (tiles)")]
     for start in tqdm(range(0, len(idx), batch_size), disable=not progress, desc="predict"):
         chunk = idx[start:start + batch_size]
-        images = torch.stack([dataset[i][0] for i in chunk]).to(device)       # (b, 3, H, W)
-        preds = tta_predict(system, images, opts.tta, max_steps=max_steps, fuse=opts.fuse or "average",
-                            **opts.post())
-        if opts.crf is not None:
-            preds = refine_predictions(preds, images, opts.crf)
-        for i, p in zip(chunk, preds):
+        items = {i: dataset[i][0] for i in chunk}                              # each (3, H, W)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i in chunk:                                                        # images of one size per batch
+            by_shape.setdefault(tuple(items[i].shape), []).append(i)
+        done: dict[int, Prediction] = {}
+        for group in by_shape.values():
+            images = torch.stack([items[i] for i in group]).to(device)        # (b, 3, H, W)
+            preds = tta_predict(system, images, opts.tta, max_steps=max_steps, fuse=opts.fuse or "average",
+                                **opts.post())
+            if opts.crf is not None:
+                preds = refine_predictions(preds, images, opts.crf)
+            done.update(zip(group, preds))
+        for i, p in ((i, done[i]) for i in chunk):
             lab = p.labels
             if hasattr(dataset, "original_size"):
                 lab = resize_labels(lab, tuple(dataset.original_size(i)))
@@ -295,10 +302,10 @@ def prepare(checkpoint: str | Path, data: DataOptions, profile: str | None = Non
     trained = ckpt.get("data") or {}
     if data.kind == "leaves" and not data.style and trained.get("kind") == "leaves" and trained.get("style"):
         data = data.with_(style=trained["style"])
-    ds = data.load(prof, size)
+    ds = data.load(prof, size, native=tiled and not size)
     if len(ds) == 0:
         raise RsisError(f"no images in {data.kind} ({data.root or ''}, split {data.split}); check --root / --split")
-    cap = inference_cap(None if (tiled and tile) else max_instances(ds), trained_max_instances(ckpt))
+    cap = inference_cap(None if tiled else max_instances(ds), trained_max_instances(ckpt))
     return Setup(system, ckpt, ds, size, cap, data, prof, tile)
 
 

@@ -39,7 +39,7 @@ from rsis_lite.checkpoint import load_checkpoint, save_checkpoint, state_is_fini
 from rsis_lite.config import PRECISIONS, get_device, get_profile, resolve_precision, seed_everything
 from rsis_lite.data import JointAugment, collate_instances
 from rsis_lite.data.crops import RandomCrops
-from rsis_lite.data.registry import VAL_SEED, DataOptions, max_instances, num_classes
+from rsis_lite.data.registry import VAL_SEED, DataOptions, max_instances, num_classes, refuse_unlabelled
 from rsis_lite.errors import CheckpointError, ConfigError, RsisError, TrainingError
 from rsis_lite.fileio import OutputLock
 from rsis_lite.inference import inference_cap, load_system, make_evaluator
@@ -67,7 +67,7 @@ DATA_KEYS = ("kind", "split", "size", "max_instances", "num_classes", "style", "
 def data_differences(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """``"name: stored -> new"`` for each recorded data setting that differs (missing: not compared)."""
     return [f"{k}: {stored.get(k)!r} -> {new.get(k)!r}" for k in DATA_KEYS
-            if k in stored and k in new and stored[k] != new[k]]
+            if stored.get(k) is not None and k in new and stored[k] != new[k]]   # None: not recorded then
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -445,8 +445,9 @@ def _datasets(opts: TrainOptions, prof, size):
     """(train dataset, validation dataset or None, cache the training samples?)."""
     data = opts.data
     if opts.crop:                              # whole images at their own scale, cut at random
-        whole = data.with_(seed=None, num=None).load(prof, None)
-        val_whole = data.with_(split="val", seed=None, num=None).load(prof, None) if data.split == "train" else None
+        whole = data.with_(seed=None, num=None).load(prof, None, native=True)
+        val_whole = (data.with_(split="val", seed=None, num=None).load(prof, None, native=True)
+                     if data.split == "train" else None)
         train_ds = RandomCrops(whole, opts.crop, seed=opts.train_seed)
         val_ds = RandomCrops(val_whole, opts.crop, n=min(prof.n_val, 64), seed=VAL_SEED) if val_whole else None
         return train_ds, val_ds, False
@@ -530,6 +531,7 @@ def _build_trainer(opts: TrainOptions, device: torch.device, rank: int) -> Train
     if opts.crop:
         size = tuple(opts.crop)
     train_ds, val_ds, cache = _datasets(opts, prof, size)
+    refuse_unlabelled(getattr(train_ds, "dataset", train_ds), "train")
     inputs = dataset_inputs(getattr(train_ds, "dataset", train_ds))
     check_checkpoint_output(opts.out, inputs, init=opts.init)
     guard_outputs([opts.out], [opts.init, *inputs], existing_ok=[opts.out])   # resumes

@@ -5,7 +5,7 @@ Every command lists the files it will write and the files and folders it reads, 
 
 * every file a command reads (checkpoint, parameter files, data folders and their side files) is
   an input; no output may resolve (after following symlinks) to an input file or into an input
-  folder, and no input folder may lie inside an output folder;
+  folder (and :func:`check_output_dir` refuses an output folder that holds an input folder);
 * no output is written through a symlink (the output path itself may not be one);
 * an output that already exists (side files such as ``scores.json`` included) is only replaced
   with ``--overwrite``;
@@ -172,13 +172,3 @@ def guard_outputs(outputs: Iterable[str | Path], inputs: Iterable[str | Path], o
         _check_parents(folder / "x", flag)
         check_writable(folder, flag)
     return outputs
-
-
-def output_folders_hold_no_input(out: str | Path, inputs: Iterable[str | Path], flag: str = "--out") -> None:
-    """No input folder lies inside (or is) the output folder ``out`` (an output folder that holds the
-    data it reads could have its inputs replaced)."""
-    real = _real(out)
-    for i in inputs:
-        if i is not None and Path(i).is_dir() and _inside(_real(i), real):
-            raise ConfigError(f"{flag} {out} holds the input folder {i}; choose an output folder outside the "
-                              "dataset")

@@ -30,8 +30,13 @@ def modules() -> dict[str, Path]:
 
 
 def _is_main_guard(node: ast.AST) -> bool:
-    return (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)
-            and isinstance(node.test.left, ast.Name) and node.test.left.id == "__name__")
+    """``if __name__ == "__main__":`` exactly."""
+    if not (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)):
+        return False
+    t = node.test
+    return (isinstance(t.left, ast.Name) and t.left.id == "__name__" and len(t.ops) == 1
+            and isinstance(t.ops[0], ast.Eq) and isinstance(t.comparators[0], ast.Constant)
+            and t.comparators[0].value == "__main__")
 
 
 def _walk(tree: ast.AST):
@@ -133,7 +138,11 @@ def test_the_library_never_sees_argparse_or_the_command_layer():
             continue
         tree = ast.parse(path.read_text())
         names = {a.name for n in _walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module for n in _walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert "argparse" not in names, f"{name} imports argparse: commands belong in rsis_lite/commands/"
+        params = {a.arg for f in _walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                  for a in f.args.args + f.args.kwonlyargs}
+        assert "args" not in params, f"{name} has a function taking `args`: pass options as a dataclass"
         bad = {t for t in edges[name] if t.startswith(("rsis_lite.commands", "rsis_lite.cli"))}
         assert not bad, f"{name} imports the command layer {sorted(bad)}"
 
@@ -157,14 +166,24 @@ def test_function_local_imports_are_few_and_each_says_why():
     assert not unexplained, f"function-local imports without a comment saying why: {unexplained}"
 
 
-@pytest.mark.parametrize("name", ["rsis_lite.commands", "rsis_lite.inference", "rsis_lite.train"])
-def test_each_layer_imports_only_below_itself(name):
-    edges, _ = graph()
+def reachable(edges: dict[str, set[str]], name: str) -> set[str]:
     seen, todo = set(), [name]
     while todo:
-        m = todo.pop()
-        for n in edges[m]:
+        for n in edges[todo.pop()]:
             if n not in seen:
                 seen.add(n)
                 todo.append(n)
-    assert name not in seen
+    return seen
+
+
+@pytest.mark.parametrize("lower,upper", [
+    ("rsis_lite.systems", "rsis_lite.train"), ("rsis_lite.systems", "rsis_lite.inference"),
+    ("rsis_lite.inference", "rsis_lite.train"), ("rsis_lite.metrics", "rsis_lite.systems"),
+    ("rsis_lite.data", "rsis_lite.systems"), ("rsis_lite.train", "rsis_lite.reproduce"),
+])
+def test_layers_import_downwards_only(lower, upper):
+    """The systems know nothing of training or inference, inference nothing of training, metrics and
+    data nothing of the systems, training nothing of ``reproduce``."""
+    edges, _ = graph()
+    below = set().union(*(reachable(edges, m) | {m} for m in edges if m == lower or m.startswith(lower + ".")))
+    assert not {m for m in below if m == upper or m.startswith(upper + ".")}, f"{lower} reaches {upper}"

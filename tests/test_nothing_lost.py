@@ -369,3 +369,15 @@ def test_r_running_out_of_memory_is_one_line(world, tmp_path, capsys, monkeypatc
     assert main(["predict", "--checkpoint", str(ckpt), "--data", "folder", "--root", str(data), "--size", "4096",
                  "4096", "--out", str(tmp_path / "o")]) == 2
     one_line(capsys.readouterr().err, "out of memory", "--size")
+
+
+def test_s_a_checkpoint_that_recorded_no_size_still_resumes(tmp_path):
+    ckpt = tmp_path / "old.pt"
+    base = ["train", "--model", "ris", "--data", "leaves", "--batch-size", "2", "--precision", "fp32",
+            "--size", "24", "24"]
+    assert main(base + ["--steps", "2", "--out", str(ckpt)]) == 0
+    ck = load_checkpoint(ckpt)
+    ck["data"]["size"], ck["step"] = None, 1                         # as written before the size was recorded
+    save_checkpoint(ckpt, ck)
+    assert main(base + ["--steps", "2", "--out", str(ckpt)]) == 0
+    assert load_checkpoint(ckpt)["step"] == 2

@@ -47,7 +47,13 @@ def test_random_crops_are_a_function_of_seed_and_index():
     assert not torch.equal(a[0][0], RandomCrops(whole, (48, 40), seed=4)[0][0])
 
 
-def test_a_crop_trained_checkpoint_predicts_whole_images_by_tiles(tmp_path):
+def test_a_crop_trained_checkpoint_predicts_whole_images_by_tiles(tmp_path, monkeypatch):
+    import rsis_lite.inference as inf
+
+    calls = []
+    real = inf.predict_tiled
+    monkeypatch.setattr(inf, "predict_tiled", lambda system, image, tile, overlap, *a, **k:
+                        calls.append((tuple(image.shape), tile, overlap)) or real(system, image, tile, overlap, *a, **k))
     ckpt = tmp_path / "n.pt"
     assert main(["train", "--model", "ris", "--data", "nuclei", "--crop", "48", "48", "--steps", "2",
                  "--batch-size", "2", "--precision", "fp32", "--out", str(ckpt)]) == 0
@@ -57,3 +63,4 @@ def test_a_crop_trained_checkpoint_predicts_whole_images_by_tiles(tmp_path):
     assert main(["predict", "--checkpoint", str(ckpt), "--data", "nuclei", "--split", "val", "--out", str(out)]) == 0
     labs = sorted(out.glob("*.png"))
     assert labs and all(tuple(read_label(p).shape) == (128, 128) for p in labs)
+    assert calls and all(c == ((3, 128, 128), 48, 12) for c in calls)        # whole images, tiles of the crop size

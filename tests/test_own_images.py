@@ -184,3 +184,35 @@ def test_predictions_never_replace_the_photos(tmp_path, capsys):
     assert "input" in err and "Traceback" not in err and (src / "a.png").read_bytes() == before
     assert main(["predict", "--checkpoint", str(SHIPPED), "--images", str(src / "a.png"), "--out",
                  str(src / "seg")]) == 0
+
+
+def test_commands_that_need_labels_refuse_images_without_them(photos, tmp_path, capsys):
+    for argv in (["evaluate", "--checkpoint", str(SHIPPED), "--data", "images", "--root", str(photos)],
+                 ["train", "--data", "images", "--root", str(photos), "--steps", "1", "--out", str(tmp_path / "t.pt")],
+                 ["export", "--data", "images", "--root", str(photos), "--out", str(tmp_path / "e")]):
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "needs labels" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "t.pt").exists() and not (tmp_path / "e").exists()
+
+
+def test_photos_of_different_sizes_with_a_checkpoint_that_records_no_size(photos, tmp_path):
+    """Old checkpoints and notebook runs may record no training size: each photo is then seen at its
+    own size, so a batch holds photos of one size at a time."""
+    from rsis_lite.checkpoint import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(SHIPPED)
+    ck.pop("data", None)
+    bare = tmp_path / "bare.pt"
+    save_checkpoint(bare, ck)
+    out = tmp_path / "o"
+    assert main(["predict", "--checkpoint", str(bare), "--images", str(photos), "--out", str(out)]) == 0
+    for stem, size in SIZES.items():
+        assert tuple(read_label(out / f"{stem}.png").shape) == size
+
+
+def test_the_folder_of_the_photos_is_not_an_output(photos, capsys):
+    assert main(["predict", "--checkpoint", str(SHIPPED), "--images", str(photos / "images"),
+                 "--out", str(photos / "images")]) == 2
+    assert "folder of the input images" in capsys.readouterr().err

@@ -166,7 +166,13 @@ def test_dsb_score_matches_brute_force():
     assert dsb_score(np.zeros((4, 4), np.int64), np.zeros((4, 4), np.int64)) == 1.0
 
 
-def test_predict_by_tiles_from_the_command_line(tmp_path):
+def test_predict_by_tiles_from_the_command_line(tmp_path, monkeypatch):
+    import rsis_lite.inference as inf
+
+    calls = []
+    real = inf.predict_tiled
+    monkeypatch.setattr(inf, "predict_tiled", lambda system, image, *a, **k:
+                        calls.append(tuple(image.shape)) or real(system, image, *a, **k))
     data = tmp_path / "D"
     assert main(["export", "--data", "leaves", "--size", "150", "130", "--num", "1", "--out", str(data)]) == 0
     out = tmp_path / "P"
@@ -174,5 +180,6 @@ def test_predict_by_tiles_from_the_command_line(tmp_path):
                  "--root", str(data), "--tile", "64", "--tile-overlap", "16", "--out", str(out)]) == 0
     lab = read_label(out / "scene00000.png")
     assert tuple(lab.shape) == (150, 130) and int(lab.max()) >= 1
+    assert calls == [(3, 150, 130)]                                      # the whole image, at its own size
     assert main(["predict", "--checkpoint", str(shipped_checkpoint("ris", "quick")), "--data", "folder",
                  "--root", str(data), "--tile", "64", "--tile-overlap", "64", "--out", str(tmp_path / "x")]) == 2

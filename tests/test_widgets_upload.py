@@ -9,7 +9,6 @@ from PIL import Image
 
 from rsis_lite.checkpoint import shipped_checkpoint
 from rsis_lite.data import SyntheticLeaves
-from rsis_lite.inference import InferenceOptions, load_system, segment_image
 from rsis_lite.widgets.upload import segment_widget
 
 CKPTS = {name: shipped_checkpoint(name, "quick") for name in ("ris", "attention", "rsis")}
@@ -30,13 +29,21 @@ def test_an_upload_is_segmented_at_its_own_size_like_predict():
     upload.value = ({"name": "leaf.jpg", "type": "image/jpeg", "size": 1, "content": memoryview(png_bytes(photo, "JPEG")),
                      "last_modified": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)},)
     assert status.value.startswith("leaf.jpg:") and "ris" in status.value
-    # The same picture through segment_image with the checkpoint's own size gives the same labels.
-    system, _ = load_system(CKPTS["ris"])
-    image = torch.from_numpy(np.asarray(Image.open(io.BytesIO(png_bytes(photo, "JPEG"))))).permute(2, 0, 1) / 255.0
-    labels, pred, seen = segment_image(system, image.float(), InferenceOptions(max_steps=12), (64, 64))
-    assert labels.shape == (75, 90) and tuple(seen.shape) == (3, 64, 64) and labels.max() >= 1
+    # The command line on the same file (another route: ImageFiles, predict_full) finds as many.
+    import tempfile
+    from pathlib import Path
+
+    from rsis_lite.commands import main
+    from rsis_lite.data.io import read_label
+
+    tmp = Path(tempfile.mkdtemp())
+    (tmp / "leaf.jpg").write_bytes(png_bytes(photo, "JPEG"))
+    assert main(["predict", "--checkpoint", str(CKPTS["ris"]), "--images", str(tmp / "leaf.jpg"),
+                 "--out", str(tmp / "out")]) == 0
+    labels = read_label(tmp / "out" / "leaf.png").numpy()
+    assert labels.shape == (75, 90) and labels.max() >= 1
     assert f"{int(labels.max())} instances" in status.value
-    assert view.result == {"step": len(pred.conf), "instances": int(labels.max())}
+    assert view.result["instances"] == int(labels.max())
 
 
 def test_a_bad_upload_is_one_status_line_and_other_systems_run():

@@ -6,8 +6,8 @@ One parser, one module per command, each with ``NAME``, ``HELP``, ``add_argument
 :class:`rsis_lite.train.TrainOptions`) and call the library, which never sees ``argparse``.
 
 Errors: the package's own (:class:`rsis_lite.errors.RsisError`) and OS errors while reading or
-writing become one line on stderr and exit code 2; Ctrl-C exits with 130, SIGTERM during training
-with 143 (the checkpoint saved first).
+writing become one line on stderr and exit code 2; Ctrl-C exits with 130 and SIGTERM with 143, each
+after the command said what it had written (a training run saves its checkpoint first).
 """
 from __future__ import annotations
 

@@ -146,8 +146,9 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
                    help="predict whole images in overlapping N x N tiles at their own scale and join the "
                         "instances cut by tile borders (rsis_lite/tiling.py): for images with more instances "
                         "than a model can emit")
-    p.add_argument("--tile-overlap", type=bounded_int(0, 4095), default=32, metavar="M",
-                   help="pixels shared by neighbouring tiles (default 32; less than --tile)")
+    p.add_argument("--tile-overlap", type=bounded_int(0, 4095), default=None, metavar="M",
+                   help="pixels shared by neighbouring tiles, less than --tile (default: a quarter of the tile, "
+                        "at most 32)")
     rules = "; ".join(f"{n}: {get_system(n).stop_rule}" for n in names())
     p.add_argument("--stop-threshold", type=unit_interval, default=None, metavar="P",
                    help=f"unroll while the system's stop probability is at least P, in [0, 1] ({rules}); "
@@ -179,7 +180,8 @@ def inference_options(args: argparse.Namespace) -> InferenceOptions:
         crf, crf_source = resolve_params(getattr(args, "checkpoint", None), args.crf_params)
     return InferenceOptions(stop_threshold=args.stop_threshold, overlap=args.overlap, tta=args.tta,
                             fuse=args.tta_fuse, crf=crf, crf_source=crf_source or "", tile=args.tile,
-                            tile_overlap=args.tile_overlap)
+                            tile_overlap=(args.tile_overlap if args.tile_overlap is not None
+                                          else min(32, (args.tile or 0) // 4)))
 
 
 def inference_flags_given(args: argparse.Namespace) -> list[str]:

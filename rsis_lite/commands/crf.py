@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from rsis_lite.commands.args import add_data_args, bounded_int, data_options, option_inputs, side
 from rsis_lite.config import get_device
 from rsis_lite.crf import DEFAULT_GRID, CRFParams, benchmark, load_params, params_path, save_search, search_params
-from rsis_lite.data.registry import SEARCH_SEED
+from rsis_lite.data.registry import SEARCH_SEED, refuse_unlabelled
 from rsis_lite.errors import ConfigError
 from rsis_lite.inference import prepare
 from rsis_lite.validate import check_output_file, dataset_inputs, guard_outputs
@@ -42,6 +42,7 @@ def _run_search(args: argparse.Namespace) -> int:
     base = load_params(args.base, "--base") if args.base else CRFParams()
     device = get_device(args.device)
     setup = prepare(args.checkpoint, data, args.profile, args.size, device)
+    refuse_unlabelled(setup.dataset, "crf-search")
     guard_outputs([out], option_inputs(args) + dataset_inputs(setup.dataset), overwrite=args.overwrite)
     history: list[dict] = []
     best = search_params(setup.system, setup.dataset, grid, device=device, max_steps=setup.cap, base=base,

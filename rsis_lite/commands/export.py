@@ -8,6 +8,7 @@ from rsis_lite.commands.args import add_data_args, data_options
 from rsis_lite.config import get_profile
 from rsis_lite.errors import ConfigError
 from rsis_lite.export import cvppp_names, export_cvppp, export_dataset
+from rsis_lite.data.registry import refuse_unlabelled
 from rsis_lite.formats import COCO_GROUND_TRUTH
 from rsis_lite.validate import check_output_dir, dataset_inputs, guard_outputs
 
@@ -49,6 +50,7 @@ def _cvppp(args: argparse.Namespace, ds, out: Path) -> int:
 
 def run(args: argparse.Namespace) -> int:
     ds = data_options(args).load(get_profile(args.profile), tuple(args.size) if args.size else None)
+    refuse_unlabelled(ds, "export")
     out = Path(args.out)
     if args.layout == "cvppp":
         return _cvppp(args, ds, out)

@@ -16,6 +16,7 @@ from rsis_lite.commands.args import (add_data_args, add_inference_args, data_opt
                                      option_inputs)
 from rsis_lite.config import get_device
 from rsis_lite.data.registry import DataOptions
+from rsis_lite.errors import ConfigError
 from rsis_lite.export import to_rgb8
 from rsis_lite.formats import (COCO_RESULTS, CVPPP_H5, FORMATS, OVERLAY_DIR, write_coco_results, write_cvppp_h5,
                                write_overlay)
@@ -96,10 +97,15 @@ def run(args: argparse.Namespace) -> int:
     names = [output_name(setup.dataset, i) for i in range(len(setup.dataset))]
     inputs = option_inputs(args, options) + dataset_inputs(setup.dataset)
     check_output_dir(out, inputs)
+    photo_folders = {Path(f).resolve().parent for f in getattr(setup.dataset, "files", [])}
+    if out.resolve() in photo_folders:
+        raise ConfigError(f"--out {out} is the folder of the input images; its label maps would be read as images "
+                          f"next time: choose another folder, e.g. {out / 'segmented'}")
     guard_outputs(_outputs(out, names, [str(i) for i in setup.dataset.ids], formats), inputs, overwrite=args.overwrite)
     options = options.with_(max_steps=setup.cap)
     if options.tile is None and setup.tile:      # trained on crops: whole images go by tiles
-        options = options.with_(tile=setup.tile, tile_overlap=setup.tile // 4)
+        options = options.with_(tile=setup.tile, tile_overlap=args.tile_overlap if args.tile_overlap is not None
+                                else setup.tile // 4)
     preds = predict_full(setup.system, setup.dataset, options, device=device, progress=True)
     written: list[str] = []
     try:

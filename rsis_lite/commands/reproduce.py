@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retrain", action="store_true",
                    help="train each system from scratch (its recipe) instead of evaluating the shipped checkpoints "
                         "(fine-tunes are evaluated as shipped; their commands are in data/checkpoints/README.md)")
-    p.add_argument("--overwrite", action="store_true", help="replace --out (and retrained checkpoints) if they exist")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -49,8 +49,7 @@ def nuclei_split(ids: Sequence[str], split: str) -> list[int]:
 class RandomCrops:
     """Random ``size`` crops of the images of ``dataset`` (at their own scale), ``n`` of them.
 
-    Crop k is a pure function of (seed, k): image ``k mod len(dataset)`` (reshuffled per pass), a
-    uniformly placed window (the image is padded with background when it is smaller). Labels are
+    Crop k is a pure function of (seed, k): an image drawn uniformly, a uniformly placed window (the image is padded with background when it is smaller). Labels are
     relabelled 1..K inside the crop; a crop keeps at most ``max_instances`` instances (the largest),
     the rest become background, so the model's unroll stays bounded."""
 

@@ -161,9 +161,10 @@ class CVPPPImages(ImageFiles):
 
         try:
             with h5py.File(self.h5, "r") as f:
-                if self.family not in f:
+                if self.family not in f or not isinstance(f[self.family], h5py.Group):
                     raise DataError(f"{self.h5} has no group {self.family!r} (it has {', '.join(f.keys()) or 'none'})")
-                plants = sorted(k for k in f[self.family].keys() if "rgb" in f[self.family][k])
+                group = f[self.family]
+                plants = sorted(k for k in group.keys() if isinstance(group[k], h5py.Group) and "rgb" in group[k])
         except OSError as e:
             raise DataError(f"could not read {self.h5} as HDF5: {e}") from None
         if not plants:
@@ -174,7 +175,9 @@ class CVPPPImages(ImageFiles):
         return f"{self.ids[i]}_label.png"
 
     def inputs(self) -> list[Path]:
-        return [self.h5] if self.h5 is not None else super().inputs()
+        """The HDF5 file, or the family folder (predictions never go into it: their names are the
+        layout's ``plantNNN_label.png``, which a later run would read as ground truth)."""
+        return [self.h5] if self.h5 is not None else sorted({f.resolve().parent for f in self.files})
 
     def source_name(self, i: int) -> str:
         return f"{self.ids[i]}_rgb.png" if self.h5 is not None else self.files[i].name

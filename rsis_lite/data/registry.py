@@ -69,6 +69,7 @@ def load_dataset(
     max_leaves: int | None = None,
     style: str | None = None,
     files: tuple[str, ...] = (),
+    native: bool = False,
 ):
     """Build a dataset by name.
 
@@ -133,8 +134,17 @@ def load_dataset(
         if not shipped:                      # a DSB2018 set: images at their own size, the listed val split
             ds = InstanceFolder(nroot, size=_size2(size), transform=transform)
             return ds.select(nuclei_split(ds.ids, split)) if split != "all" else ds
-        ds = InstanceFolder(nroot, size=_size2(size) or (prof.nuclei_size, prof.nuclei_size), transform=transform)
+        default = None if native else (prof.nuclei_size, prof.nuclei_size)
+        ds = InstanceFolder(nroot, size=_size2(size) or default, transform=transform)
     return ds.select(split_indices(len(ds), split)) if split != "all" else ds
+
+
+def refuse_unlabelled(dataset, command: str) -> None:
+    """One-line DataError when ``command`` (which needs ground truth) is given images without labels."""
+    if getattr(dataset, "unlabelled", False):
+        where = getattr(dataset, "h5", None) or (dataset.files[0].parent if getattr(dataset, "files", None) else "")
+        raise DataError(f"{command} needs labels, and {where} holds images without them (a test split or your "
+                        "own photos); only predict reads such data")
 
 
 def _cvppp_unlabelled(root: Path, family: str) -> bool:
@@ -211,9 +221,11 @@ class DataOptions:
             return self.with_(kind="images")
         return self
 
-    def load(self, profile: str | Profile | None = None, size: tuple[int, int] | None = None, **over: Any):
-        """The dataset at ``size`` (None: the kind's default); ``over`` overrides keywords (e.g. ``num``)."""
-        return load_dataset(self.kind, size=size, profile=profile, **{**self.keywords(), **over})
+    def load(self, profile: str | Profile | None = None, size: tuple[int, int] | None = None,
+             native: bool = False, **over: Any):
+        """The dataset at ``size`` (None: the kind's default; ``native``: each file at its own size, even
+        where the kind has a default size); ``over`` overrides keywords (e.g. ``num``)."""
+        return load_dataset(self.kind, size=size, profile=profile, native=native, **{**self.keywords(), **over})
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,8 @@ Deviations (where and why):
   prediction. The noise ``y * (1 - U(0, 0.3))`` is drawn per pixel.
 * Post-processing at the input resolution: no bilinear upsampling (``predict`` runs at the size
   the model sees and inference resizes label maps) and no bilateral filter. Instances are the
-  steps before the first score <= 0.5, whose argmax region above 0.3 keeps at least
+  steps before the first score below 0.5 (the shared stop rule, ``>=`` to go on; the authors count
+  the steps with s > 0.5, which differs only for a score of exactly 0.5), whose argmax region above 0.3 keeps at least
   ``min_new_pixels`` pixels (so the count is of steps that own pixels).
 * Soft IoU losses are ``-mean matched IoU`` over all matched pairs of the batch; the authors
   average per image first, then over the batch. The box loss uses the padding ``max(0.2 * side, min_pad)`` with min_pad given as a fraction of the image side
