@@ -54,12 +54,13 @@ test-unit: $(VENV)/.installed-dev
 	$(PY) -m pytest tests --durations=15
 
 # Lax mode: only cells marked `# NBVAL_CHECK_OUTPUT` are compared with their stored outputs;
+# RSIS_GPU_SMOKE=1 runs each notebook's GPU section on the CPU with a tiny budget (the Colab code path);
 # every other cell must still run without an error.
 test-notebooks: $(VENV)/.installed-dev
 ifeq ($(NOTEBOOKS),)
 	@echo "nbval: no notebooks/*.ipynb yet -- skipping the notebook tests"
 else
-	RSIS_PROFILE=quick $(PY) -m pytest $(NBVAL_FLAGS) notebooks/
+	RSIS_PROFILE=quick RSIS_GPU_SMOKE=1 $(PY) -m pytest $(NBVAL_FLAGS) notebooks/
 endif
 
 # Real-browser widget tests (tests/browser, marker `browser`, deselected from `pytest tests`):

@@ -369,7 +369,7 @@ print(f"sigma = 0.6 px vs bilinear grid_sample: max abs diff {diff_bilinear:.4f}
 # One more property, exact for any box. Writing is the transpose of reading:
 # $\langle F_Y^\top X F_X, y\rangle = \langle X, F_Y y F_X^\top\rangle$ for every $X$ and $y$.
 # It is why the gradient of a read is a write (and the other way round), and why Ren & Zemel can
-# "re-project" a patch mask with the same filters that read the patch.
+# project a patch mask back onto the image with the same filters that read the patch.
 
 # %%
 xr = torch.randn(2, 3, 20, 16, dtype=torch.float64)                        # (B, C, H, W)

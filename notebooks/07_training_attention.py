@@ -47,15 +47,14 @@ print(env_report())
 # notebook trains it. In the paper's summary of its own goal (Ren & Zemel, abstract of
 # [arXiv:1605.09410](https://arxiv.org/abs/1605.09410), paraphrased), one network is trained jointly
 # to propose, one after the other, a region of interest and the segmentation of the main object
-# inside it. Jointly, but not from the start: the authors
-# first pre-train the box network with a ground-truth canvas, then train the whole model while
-# the canvas is handed over, step by step, from the ground truth to the model's own masks
-# (scheduled sampling). We write out the three losses, run both stages live on one CPU core, plot
-# the schedule, load the
-# shipped checkpoint (or train a short one when it is missing), step through its predictions one
-# instance at a time, score it on unseen scenes and put it **side by side with RIS** (notebooks
-# 02–05) on the same scenes, with the same metrics, speed and size. A last section scales the
-# recipe to the paper's CVPPP setting on a GPU.
+# inside it. Jointly, but not from the start: the authors first pre-train the box network with a
+# ground-truth canvas, then train the whole model while the canvas is handed over, step by step,
+# from the ground truth to the model's own masks (scheduled sampling). We write out the three
+# losses, run both stages live on one CPU core, plot the schedule, load the shipped checkpoint (or
+# train a short one when it is missing), step through its predictions one instance at a time,
+# score it on unseen scenes and put it **side by side with RIS** (notebooks 02–05) on the same
+# scenes, with the same metrics, speed and size. A last section scales the recipe to the paper's
+# CVPPP setting on a GPU.
 #
 # **What is left out.** Ren & Zemel also train an input pre-processing network for KITTI and
 # Cityscapes: a fully convolutional network whose foreground segmentation and angle map (the

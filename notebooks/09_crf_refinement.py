@@ -16,7 +16,7 @@
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/rsis-lite/rsis-lite/blob/main/notebooks/09_crf_refinement.ipynb)
 #
-# **rsis-lite** · [← 08 RSIS: a ResNet encoder, a ConvLSTM at every scale, class and stop heads](08_rsis.ipynb) · [Contents](README.md)
+# **rsis-lite** · [← 08 RSIS: a ResNet encoder, a ConvLSTM at every scale, class and stop heads](08_rsis.ipynb) · [Contents](README.md) · [10 Test-time augmentation: 8 views averaged, and a vote (this project's method, not a paper's) →](10_test_time_augmentation.ipynb)
 
 # %%
 # Runs only on Colab: fetches the rsis-lite repository (package, nuclei subset, small shipped
@@ -274,18 +274,18 @@ def dense_mean_field_step(q, u, image, p):
 # %%
 # NBVAL_CHECK_OUTPUT
 m_np, pair_np, q1_np = dense_mean_field_step(q0[0].numpy(), u_t[0].numpy(), img_t[0].numpy(), tiny)
-print("messages agree:", np.allclose(msgs[0].numpy(), m_np))
-print("pairwise agrees:", np.allclose(pairwise[0].numpy(), pair_np))
-print("q after one iteration agrees:", np.allclose(q1[0].numpy(), q1_np))
+assert np.allclose(msgs[0].numpy(), m_np) and np.allclose(pairwise[0].numpy(), pair_np), "a stage differs"
+assert np.allclose(q1[0].numpy(), q1_np), "one iteration differs"
 q_np = q0[0].numpy()
 for _ in range(tiny.n_iter):                                            # three numpy iterations
     q_np = dense_mean_field_step(q_np, u_t[0].numpy(), img_t[0].numpy(), tiny)[2]
 q_stages = mean_field_stages(u_t, kernels, (tiny.w_g, tiny.w_b), tiny.n_iter)
 q_fast = mean_field(u_t, kernels, (tiny.w_g, tiny.w_b), tiny.n_iter)
 q_crf = dense_crf(u_t, img_t, tiny)
-print("3 iterations: numpy = mean_field_stages:", np.allclose(q_stages[0].numpy(), q_np),
-      "| = mean_field:", np.allclose(q_fast[0].numpy(), q_np), "| = dense_crf:", np.allclose(q_crf[0].numpy(), q_np))
-assert np.allclose(q_fast[0].numpy(), q_np) and np.allclose(q_crf[0].numpy(), q_np)
+assert all(np.allclose(q[0].numpy(), q_np) for q in (q_stages, q_fast, q_crf)), "three iterations differ"
+print(f"one iteration over all {h * w} x {h * w} pixel pairs in numpy: messages, pairwise term and Q agree with "
+      "the package's stages")
+print(f"{tiny.n_iter} iterations: numpy = mean_field_stages = mean_field = dense_crf (np.allclose)")
 
 # %% [markdown]
 # `mean_field` is faster than the stage-by-stage version because for Potts the compatibility

@@ -16,7 +16,7 @@
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/rsis-lite/rsis-lite/blob/main/notebooks/10_test_time_augmentation.ipynb)
 #
-# **rsis-lite** · [← 09 Dense-CRF refinement: mean-field on all pixel pairs](09_crf_refinement.ipynb) · [Contents](README.md)
+# **rsis-lite** · [← 09 Dense-CRF refinement: mean-field on all pixel pairs](09_crf_refinement.ipynb) · [Contents](README.md) · [11 Your own images: predict without labels, the formats people use, a photo widget →](11_your_own_images.ipynb)
 
 # %%
 # Runs only on Colab: fetches the rsis-lite repository (package, nuclei subset, small shipped
@@ -218,7 +218,7 @@ with torch.no_grad():
 # %%
 # NBVAL_CHECK_OUTPUT
 assert all(torch.equal(a.labels, b.labels) for a, b in zip(tta, package)), "differs from tta_predict"
-print("our fusion = rsis_lite.tta.tta_predict(model, images, 'd8') on all 32 label maps")
+print(f"our fusion = rsis_lite.tta.tta_predict(model, images, 'd8') on all {len(tta)} label maps")
 print("instances in the plain predictions:", sum(len(p.scores) for p in preds),
       "| after the 8-view average:", sum(len(a.scores) for a in tta))
 
@@ -343,7 +343,7 @@ with torch.no_grad():
 # %%
 # NBVAL_CHECK_OUTPUT
 assert all(torch.equal(a.labels, b.labels) for a, b in zip(voted, package_vote)), "differs from tta_predict"
-print("our vote = rsis_lite.tta.tta_predict(model, images, 'd8', fuse='vote') on all 32 label maps")
+print(f"our vote = rsis_lite.tta.tta_predict(model, images, 'd8', fuse='vote') on all {len(voted)} label maps")
 print("instances: plain", sum(len(p.scores) for p in preds), "| voted", sum(len(v.scores) for v in voted),
       "| of them not in the plain view", sum(newcomers))
 sc = [image_scores(v.labels.numpy(), g) for v, g in zip(voted, gts)]
