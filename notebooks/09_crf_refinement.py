@@ -174,6 +174,9 @@ plt.show()
 # pixel whose Gibbs energy is a sum of unary terms and of pairwise terms over *all* pixel pairs,
 # the pairwise term being a label compatibility times a weighted sum of Gaussian kernels on feature
 # vectors. Here the labels are background (0) and the $K$ instances the system predicted, $L = K+1$:
+# one joint multi-label CRF over all instances of an image. That is this course's choice:
+# Romera-Paredes & Torr refine RIS's masks with a dense CRF but never published how they set it up
+# (one CRF per instance or one for all, which unaries).
 #
 # $$E(\mathbf x) = \sum_i U_i(x_i) + \sum_{i<j} \mu(x_i, x_j)\, k(\mathbf f_i, \mathbf f_j),\qquad
 # \mu(l, l') = [l \ne l'] \;\text{(Potts)},$$
