@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import tempfile
+import threading
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -24,8 +26,9 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], fsync: bool = False) -> Path:
-    """Call ``write(fh)`` on a temporary file next to ``path``, then rename it to ``path``."""
+def atomic_write_path(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` with the path of a temporary file next to ``path`` (for writers that want
+    a file name, such as HDF5), then rename it to ``path``; the temporary file is removed on failure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{path.name}."
@@ -33,17 +36,26 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], fsy
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=TMP_SUFFIX, dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            if fsync:
-                os.fsync(fh.fileno())
+        os.close(fd)
+        write(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], fsync: bool = False) -> Path:
+    """Call ``write(fh)`` on a temporary file next to ``path``, then rename it to ``path``."""
+    def to_file(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+
+    return atomic_write_path(path, to_file)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -94,3 +106,17 @@ class OutputLock:
                 pass
             os.close(self.fd)
             self.fd = None
+
+
+def sigterm_raises(exc: Callable[[str], BaseException]) -> Callable[[], None]:
+    """While it is in force, SIGTERM raises ``exc("signal 15")`` in the main thread (so a command
+    stops as Ctrl-C stops it: outputs are reported or saved on the way out). Returns the undo;
+    outside the main thread (where Python cannot install handlers) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        raise exc(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)

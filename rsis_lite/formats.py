@@ -16,8 +16,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -26,7 +24,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from rsis_lite.errors import ConfigError
-from rsis_lite.fileio import atomic_write, atomic_write_text
+from rsis_lite.fileio import atomic_write, atomic_write_path, atomic_write_text
 from rsis_lite.viz import instance_color
 
 FORMATS = ("png", "coco", "cvppp-h5", "overlay")
@@ -100,23 +98,14 @@ def write_cvppp_h5(path: str | Path, family: str, plants: Sequence[str], labels:
     plant has more than 255 leaves), written atomically."""
     import h5py  # lazy: only --format cvppp-h5 needs it
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
             group = f.create_group(family)
             for plant, lab in zip(plants, labels):
                 dtype = np.uint8 if lab.max(initial=0) <= 255 else np.uint16
                 group.create_group(plant).create_dataset("label", data=lab.astype(dtype), compression="gzip")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+
+    return atomic_write_path(path, write)
 
 
 def overlay_image(image: np.ndarray, labels: np.ndarray) -> Image.Image:

@@ -22,8 +22,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +39,7 @@ from rsis_lite.data import JointAugment, collate_instances
 from rsis_lite.data.crops import RandomCrops
 from rsis_lite.data.registry import VAL_SEED, DataOptions, max_instances, num_classes, refuse_unlabelled
 from rsis_lite.errors import CheckpointError, ConfigError, RsisError, TrainingError
-from rsis_lite.fileio import OutputLock
+from rsis_lite.fileio import OutputLock, sigterm_raises
 from rsis_lite.inference import inference_cap, load_system, make_evaluator
 from rsis_lite.systems import build, get_system
 from rsis_lite.systems.base import TrainConfig
@@ -374,14 +372,7 @@ class Trainer:
 
     def _catch_sigterm(self) -> Callable[[], None]:
         """Turn SIGTERM into :class:`_Terminated` while fitting (main thread only)."""
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-
-        def handler(signum, frame):
-            raise _Terminated(f"signal {signum}")
-
-        previous = signal.signal(signal.SIGTERM, handler)
-        return lambda: signal.signal(signal.SIGTERM, previous)
+        return sigterm_raises(_Terminated)
 
 
 # -- a whole run from plain options ------------------------------------------------------------

@@ -12,14 +12,13 @@ after the command said what it had written (a training run saves its checkpoint 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 
 from rsis_lite.commands import (bench, crf, evaluate, export, info, predict, reproduce, slim,  # noqa: F401
                                 train)
 from rsis_lite.commands.args import OneLineParser
 from rsis_lite.errors import RsisError
+from rsis_lite.fileio import sigterm_raises
 from rsis_lite.train import Terminated
 
 COMMANDS = (info, reproduce, train, predict, evaluate, export, bench, bench.metrics, crf.search, crf.bench, slim)
@@ -43,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as e:           # argparse: --help (0) or a bad argument (2, message printed)
         return int(e.code or 0)
-    restore = _sigterm_as_interrupt()
+    restore = sigterm_raises(Terminated)       # SIGTERM stops a command as Ctrl-C does
     try:
         return args.run(args)
     except RsisError as e:
@@ -75,19 +74,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         restore()
-
-
-def _sigterm_as_interrupt():
-    """SIGTERM raises :class:`Terminated` (an interrupt) while a command runs, so every command stops
-    the way Ctrl-C stops it: partial outputs are reported, a training run saves. Returns the undo."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def handler(signum, frame):
-        raise Terminated(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def forward_old_entry_point(module: str, renames: dict[str, str], argv: list[str] | None = None) -> int:
