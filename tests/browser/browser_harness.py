@@ -489,9 +489,12 @@ def _safe(name: str) -> str:
 
 
 def exercise_notebook(context, lab: JupyterLab, notebook: str, artifacts: Path,
-                      run_timeout: float = RUN_TIMEOUT_S, widget_timeout: float = WIDGET_TIMEOUT_S) -> NotebookReport:
+                      run_timeout: float = RUN_TIMEOUT_S, widget_timeout: float = WIDGET_TIMEOUT_S,
+                      then=None) -> NotebookReport:
     """Open ``notebook`` (a path relative to ``lab.root``), run all cells, move one slider of each
-    interactive widget; return what was seen. Screenshots go to ``artifacts``."""
+    interactive widget; return what was seen. Screenshots go to ``artifacts``. ``then(page)``
+    (optional) runs on the same page afterwards (a notebook-specific check, without a second Run
+    All); its assertion errors are reported as problems."""
     artifacts = Path(artifacts)
     artifacts.mkdir(parents=True, exist_ok=True)
     stem = _safe(Path(notebook).stem)
@@ -598,6 +601,11 @@ def exercise_notebook(context, lab: JupyterLab, notebook: str, artifacts: Path,
                 report.errors.append(f"error: {e}")
                 seen.add(e)
         shot("page")
+        if then is not None:
+            try:
+                then(page)
+            except AssertionError as e:
+                report.errors.append(f"notebook-specific check failed: {str(e)[:300]}")
     except Exception as exc:   # a harness step failed: report it with a screenshot, do not hide it
         report.errors.append(f"harness step failed: {type(exc).__name__}: {str(exc).splitlines()[0][:500]}")
         shot("failure")

@@ -40,11 +40,46 @@ def _param(name):
 
 def test_notebooks_with_widgets_are_found():
     assert WIDGET_NOTEBOOKS, f"no notebook in {NOTEBOOKS} makes a widget: the widget search is broken"
+    assert set(THEN) <= set(WIDGET_NOTEBOOKS), "a notebook-specific check names a notebook without widgets"
+
+
+def upload_a_photo(artifacts, tmp_dir):
+    """Notebook 11's "segment your own image" widget: give the upload button a PNG (as a reader
+    choosing a file does); the status must name the file and the figure must be redrawn."""
+    import numpy as np
+    from PIL import Image
+
+    photo = tmp_dir / "my_plant.png"
+    Image.fromarray((np.random.default_rng(0).random((48, 56, 3)) * 255).astype(np.uint8)).save(photo)
+
+    def check(page):
+        button = page.locator(".jp-Notebook .widget-upload").first
+        button.wait_for(state="visible", timeout=30_000)
+        figure = page.locator(".jp-Notebook .widget-interact .widget-output img").first
+        figure.wait_for(state="attached", timeout=30_000)
+        before = figure.get_attribute("src")
+        button.scroll_into_view_if_needed()
+        with page.expect_file_chooser(timeout=30_000) as chooser:   # what a reader's click opens
+            button.click()
+        chooser.value.set_files(str(photo))
+        page.wait_for_function("() => [...document.querySelectorAll('.jp-Notebook .widget-html')]"
+                               ".some(e => (e.innerText || '').includes('my_plant.png:'))", timeout=60_000, polling=250)
+        page.wait_for_function("(src) => { const im = document.querySelector("
+                               "'.jp-Notebook .widget-interact .widget-output img'); return im && im.src !== src; }",
+                               arg=before, timeout=60_000, polling=250)
+        page.screenshot(path=str(artifacts / "11_upload-after.png"))
+
+    return check
+
+
+# Notebook-specific checks run on the same page after the sliders (no second Run All).
+THEN = {"11_your_own_images.ipynb": upload_a_photo}
 
 
 @pytest.mark.parametrize("notebook", [_param(n) for n in WIDGET_NOTEBOOKS])
-def test_widgets_respond_in_the_browser(notebook, lab, browser, artifacts, record_summary):
-    report = exercise_notebook(browser, lab, notebook, artifacts)
+def test_widgets_respond_in_the_browser(notebook, lab, browser, artifacts, record_summary, tmp_path):
+    then = THEN[notebook](artifacts, tmp_path) if notebook in THEN else None
+    report = exercise_notebook(browser, lab, notebook, artifacts, then=then)
     problems = report.problems()
     if notebook in KNOWN_BROKEN and problems:
         required, allowed, why = KNOWN_BROKEN[notebook]
@@ -81,44 +116,3 @@ def test_a_raising_callback_is_reported(lab, browser, artifacts, record_summary)
     assert any("figure did not change" in p for p in problems), report.summary()
     with pytest.raises(AssertionError, match="callback raised on purpose"):
         report.assert_ok()
-
-
-def test_uploading_an_image_segments_it(lab, browser, artifacts, tmp_path):
-    """Notebook 11's "segment your own image" widget: Run All, then give the upload button a PNG
-    (as a reader choosing a file does); the status names the file and the figure is redrawn."""
-    import numpy as np
-    from PIL import Image
-
-    from browser_harness import _JS_KERNEL_IDLE, _page_errors, _wait_run_all
-
-    notebook = "11_your_own_images.ipynb"
-    photo = tmp_path / "my_plant.png"
-    rng = np.random.default_rng(0)
-    Image.fromarray((rng.random((48, 56, 3)) * 255).astype(np.uint8)).save(photo)
-    page = browser.new_page()
-    try:
-        page.goto(lab.url(notebook), wait_until="domcontentloaded", timeout=120_000)
-        page.wait_for_function(_JS_KERNEL_IDLE, arg=notebook, timeout=180_000, polling=500)
-        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
-        state = _wait_run_all(page, 600)
-        assert not state.get("timeout") and not state.get("errors"), state
-        button = page.locator(".jp-Notebook .widget-upload").first
-        button.wait_for(state="visible", timeout=30_000)
-        figure = page.locator(".jp-Notebook .widget-interact .widget-output img").first
-        figure.wait_for(state="attached", timeout=30_000)
-        before = figure.get_attribute("src")
-        button.scroll_into_view_if_needed()
-        with page.expect_file_chooser(timeout=30_000) as chooser:   # what a reader's click opens
-            button.click()
-        chooser.value.set_files(str(photo))
-        page.wait_for_function("() => [...document.querySelectorAll('.jp-Notebook .widget-html')]"
-                               ".some(e => (e.innerText || '').includes('my_plant.png:'))", timeout=60_000, polling=250)
-        page.wait_for_function("(src) => { const im = document.querySelector("
-                               "'.jp-Notebook .widget-interact .widget-output img'); return im && im.src !== src; }",
-                               arg=before, timeout=60_000, polling=250)
-        page.screenshot(path=str(artifacts / "11_upload-after.png"))
-        assert not _page_errors(page)
-    finally:
-        page.close()
-        lab.shutdown_kernels()
