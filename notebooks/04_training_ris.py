@@ -849,8 +849,8 @@ plt.show()
 # | 2-core x86 CPU with AVX512 + AVX512-BF16 (native bf16) | RIS | 20.9 | 34.1 (1.63×) | bf16 |
 # | same | attention | 36.6 | 37.6 (1.03×) | bf16 |
 # | same | RSIS | 49.8 | 66.3 (1.33×) | bf16 |
-# | x86 CPU with AVX2 only (no native bf16) | RIS, one step of 16, one thread | 0.51 s per step | 10.6 s per step (about 20× slower) | fp32 |
-# | 2-core x86 CPU with AVX2 only (no native bf16) | RIS (`bench --repeats 3 --steps 3`) | 15.4 | 0.8 (0.05×) | fp32 |
+# | x86 CPU without native bf16 (AVX2, no AVX512-BF16) | RIS, one step of 16, one thread | 0.51 s per step | 10.6 s per step (about 20× slower) | fp32 |
+# | 2-core x86 CPU without native bf16 (AVX2, no AVX512-BF16) | RIS (`bench --repeats 3 --steps 3`) | 15.4 | 0.8 (0.05×) | fp32 |
 #
 # So do not pass `--precision bf16` without knowing the CPU; `bench` times both on yours and says
 # what `auto` picks. Here:
@@ -906,7 +906,7 @@ print(f"--precision auto would train in: {resolve_precision('auto', device)}")
 # What the fine-tune does (the recipe, `RIS.recipe` with `CVPPP_FINE_TUNE`): every layer adapts,
 # at lr 5e-4 (half the pretraining rate; the area bias b keeps its own 0.05), in batches of 4 (a
 # plant unrolls T = n + 2 = 13–22 steps; about 1 s per step was measured on the 2-core CPU with native
-# bf16, so about 1800 updates in 30 minutes, and 2.5 s in fp32 on a 2-core CPU with AVX2 only, so
+# bf16, so about 1800 updates in 30 minutes, and 2.5 s in fp32 on a 2-core CPU without native bf16 (AVX2), so
 # about 700), with T = n + 2 from the
 # first step, flips, rotations over the full circle, ±10 % scale and ±5 % shift, and a mild colour
 # jitter; the learning-rate decay follows the clock and ends at minute 30. `docs/results.md` (*Fine-tuning on your own CVPPP copy*) has the figures measured on synthetic stand-ins; real-plant figures are not
