@@ -42,8 +42,13 @@ def _mask_utils():
     return mask_utils
 
 
-def _rle(mask_utils, mask: np.ndarray) -> dict:
-    r = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+def _encode(mask_utils, mask: np.ndarray) -> dict:
+    """pycocotools' RLE of a binary mask (H, W)."""
+    return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+
+
+def _rle(r: dict) -> dict:
+    """An RLE as JSON: ``counts`` as text."""
     return {"size": [int(v) for v in r["size"]], "counts": r["counts"].decode("ascii")}
 
 
@@ -60,7 +65,7 @@ def coco_results(labels: Sequence[np.ndarray], scores: Sequence[Sequence[float]]
             if not m.any():
                 continue
             out.append({"image_id": i + 1, "category_id": int(cls[k - 1]) if cls is not None else 1,
-                        "segmentation": _rle(mu, m), "score": round(float(sc[k - 1]), 5)})
+                        "segmentation": _rle(_encode(mu, m)), "score": round(float(sc[k - 1]), 5)})
     return out
 
 
@@ -83,9 +88,8 @@ def write_coco_ground_truth(path: str | Path, names: Sequence[str], labels: Sequ
                 continue
             cat = int(classes[i][k - 1]) if classes is not None and classes[i] is not None else 1
             cats.add(cat)
-            rle = _rle(mu, m)
-            enc = mu.encode(np.asfortranarray(m.astype(np.uint8)))
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": cat, "segmentation": rle,
+            enc = _encode(mu, m)
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": cat, "segmentation": _rle(enc),
                          "area": float(m.sum()), "bbox": [float(v) for v in mu.toBbox(enc)], "iscrowd": 0})
     names_of = category_names or {}
     doc = {"images": images, "annotations": anns,

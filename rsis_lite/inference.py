@@ -16,12 +16,12 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from rsis_lite.checkpoint import load_checkpoint, state_is_finite, validate_checkpoint
 from rsis_lite.config import PROFILES, get_profile
 from rsis_lite.crf import CRFParams, refine_predictions
+from rsis_lite.data.images import resize_image
 from rsis_lite.data.instances import check_overlap, resize_labels
 from rsis_lite.data.io import write_label
 from rsis_lite.data.registry import DataOptions, max_instances
@@ -327,10 +327,7 @@ class _OneImage:
         return 1
 
     def __getitem__(self, i: int):
-        x = self.image
-        if self.size is not None and tuple(x.shape[-2:]) != tuple(self.size):
-            x = F.interpolate(x[None], size=tuple(self.size), mode="bilinear", align_corners=False,
-                              antialias=True)[0].clamp(0.0, 1.0)           # (3, H, W)
+        x = resize_image(self.image, self.size)                              # (3, H, W)
         return x, torch.zeros(x.shape[-2:], dtype=torch.int64)
 
     def original_size(self, i: int) -> tuple[int, int]:

@@ -43,7 +43,7 @@ from rsis_lite.fileio import OutputLock, sigterm_raises
 from rsis_lite.inference import inference_cap, load_system, make_evaluator
 from rsis_lite.systems import build, get_system
 from rsis_lite.systems.base import TrainConfig
-from rsis_lite.validate import check_checkpoint_output, dataset_inputs, guard_outputs
+from rsis_lite.validate import dataset_inputs, guard_outputs
 
 __all__ = ["BatchSource", "TrainConfig", "TrainOptions", "Trainer", "lr_factor", "schedule_step", "train"]
 
@@ -524,8 +524,7 @@ def _build_trainer(opts: TrainOptions, device: torch.device, rank: int) -> Train
     train_ds, val_ds, cache = _datasets(opts, prof, size)
     refuse_unlabelled(getattr(train_ds, "dataset", train_ds), "train")
     inputs = dataset_inputs(getattr(train_ds, "dataset", train_ds))
-    check_checkpoint_output(opts.out, inputs, init=opts.init)
-    guard_outputs([opts.out], [opts.init, *inputs], existing_ok=[opts.out])   # resumes
+    guard_outputs([opts.out], [(opts.init, "--init"), *inputs], existing_ok=[opts.out])   # resumes
     spec = data_spec(opts.data.kind, train_ds, size, opts.data.split, prof.name)
     if opts.crop:
         spec["crop"] = list(opts.crop)           # predict tiles whole images at this size by itself

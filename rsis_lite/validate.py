@@ -12,8 +12,7 @@ Every command lists the files it will write and the files and folders it reads, 
 * the folder each output goes to is writable (probed by creating and removing a file there), so a
   read-only folder or a full disk fails before the work, not after it.
 
-:func:`check_output_dir`, :func:`check_output_file` and :func:`check_checkpoint_output` are the
-first-line shape checks (a file where a folder goes and the like). Numbers are range-checked where
+:func:`check_output_dir` and :func:`check_output_file` are the first-line shape checks (a file where a folder goes and the like). Numbers are range-checked where
 the command layer parses them (:mod:`rsis_lite.commands.args`).
 """
 from __future__ import annotations
@@ -55,28 +54,22 @@ def _inside(a: Path, b: Path) -> bool:
         return False
 
 
-def check_output_dir(out: str | Path, inputs: Iterable[Path], will_write: Iterable[str] = (),
-                     overwrite: bool = False, flag: str = "--out") -> Path:
-    """Refuse an output folder that is a file, that is, contains or lies inside an input folder, or
-    that already holds files this command would replace (unless ``overwrite``)."""
+def check_output_dir(out: str | Path, inputs: Iterable[Path], flag: str = "--out") -> Path:
+    """Refuse an output folder that is a file, or that is, contains or lies inside an input folder
+    (which files in it may be replaced is :func:`guard_outputs`' question)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{flag} {out} is a file; give a folder (it is created if missing)")
     _check_parents(out, flag)
     real = out.resolve()
     for folder in inputs:
+        folder = folder[0] if isinstance(folder, tuple) else folder          # (path, flag) pairs too
         if not Path(folder).is_dir():
             continue                        # input files: guard_outputs checks them one by one
         folder = Path(folder).resolve()
         if _inside(real, folder) or _inside(folder, real):
             raise ConfigError(f"{flag} {out} would write over the input folder {folder}; "
                               "choose an output folder outside the dataset")
-    if out.is_dir() and not overwrite:
-        clash = [n for n in will_write if (out / n).exists()]
-        if clash:
-            shown = ", ".join(clash[:3]) + (f" and {len(clash) - 3} more" if len(clash) > 3 else "")
-            raise ConfigError(f"{flag} {out} already holds {shown}; pass --overwrite to replace them "
-                              "or choose an empty folder")
     return out
 
 
@@ -98,18 +91,6 @@ def _check_parents(path: Path, flag: str) -> None:
         parent = parent.parent
     if parent.exists() and not parent.is_dir():
         raise ConfigError(f"{flag} {path}: {parent} is a file, not a folder")
-
-
-def check_checkpoint_output(out: str | Path, inputs: Iterable[Path], init: str | Path | None = None) -> Path:
-    """``train --out``: a file path, not the ``--init`` checkpoint, not inside the data's folders."""
-    out = check_output_file(out, "--out")
-    real = out.resolve()
-    if init is not None and Path(init).resolve() == real:
-        raise ConfigError(f"--out {out} is the --init checkpoint; fine-tuning writes a new file, give another --out")
-    for folder in inputs:
-        if _inside(real, Path(folder).resolve()):
-            raise ConfigError(f"--out {out} lies inside the input folder {folder}; write checkpoints elsewhere")
-    return out
 
 
 def _real(p: str | Path) -> Path:
@@ -138,15 +119,21 @@ def check_writable(folder: str | Path, flag: str) -> None:
 def guard_outputs(outputs: Iterable[str | Path], inputs: Iterable[str | Path], overwrite: bool = False,
                   flag: str = "--out", existing_ok: Iterable[str | Path] = ()) -> list[Path]:
     """The one check of what a command may write (module docstring). ``outputs``: every file the
-    command will write; ``inputs``: the files and folders it reads; ``existing_ok``: outputs that
-    may exist without ``overwrite`` (a training checkpoint that resumes). Returns the outputs."""
+    command will write; ``inputs``: the files and folders it reads, each a path or a (path, the flag
+    that named it) pair so that a refusal names the flag; ``existing_ok``: outputs that may exist
+    without ``overwrite`` (a training checkpoint that resumes). Returns the outputs."""
     outputs = [Path(o) for o in outputs]
     ok = {_real(p) for p in existing_ok}
-    in_files, in_dirs = [], []
+    in_files: dict[Path, str] = {}
+    in_dirs = []
     for i in inputs:
-        if i is None:
+        path, name = i if isinstance(i, tuple) else (i, "")
+        if path is None:
             continue
-        (in_dirs if Path(i).is_dir() else in_files).append(_real(i))
+        if Path(path).is_dir():
+            in_dirs.append(_real(path))
+        else:
+            in_files[_real(path)] = name
     for out in outputs:
         real = _real(out)
         if out.is_symlink():
@@ -158,8 +145,9 @@ def guard_outputs(outputs: Iterable[str | Path], inputs: Iterable[str | Path], o
         if out.exists() and not out.is_file():
             raise ConfigError(f"{flag}: {out} is not a regular file (a device or a pipe); choose a file path")
         if real in in_files:
-            raise ConfigError(f"{flag}: {out} is an input of this command ({real}); writing it would destroy "
-                              "the input, choose another output")
+            what = f"the {in_files[real]} file" if in_files[real] else "an input of this command"
+            raise ConfigError(f"{flag}: {out} is {what} ({real}); writing it would destroy the input, "
+                              "choose another output")
         inside = next((d for d in in_dirs if _inside(real, d)), None)
         if inside is not None:
             raise ConfigError(f"{flag}: {out} lies inside the input folder {inside}; choose an output outside "

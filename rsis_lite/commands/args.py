@@ -192,10 +192,11 @@ def inference_flags_given(args: argparse.Namespace) -> list[str]:
     return [flag for flag, on in given if on]
 
 
-def option_inputs(args: argparse.Namespace, options: InferenceOptions | None = None) -> list[str]:
-    """The files a command reads besides its data: the checkpoint and any parameter files."""
-    files = [getattr(args, "checkpoint", None), getattr(args, "crf_params", None), getattr(args, "base", None),
-             getattr(args, "init", None)]
+def option_inputs(args: argparse.Namespace, options: InferenceOptions | None = None) -> list[tuple[str, str]]:
+    """The files a command reads besides its data, each with the flag that named it: the checkpoint
+    and any parameter files (for :func:`rsis_lite.validate.guard_outputs`)."""
+    files = [(getattr(args, "checkpoint", None), "--checkpoint"), (getattr(args, "crf_params", None), "--crf-params"),
+             (getattr(args, "base", None), "--base"), (getattr(args, "init", None), "--init")]
     if options is not None and options.crf is not None and options.crf_source not in ("", "defaults"):
-        files.append(options.crf_source)
-    return [f for f in files if f]
+        files.append((options.crf_source, "CRF parameter"))
+    return [(f, name) for f, name in files if f]

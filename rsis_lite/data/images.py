@@ -31,7 +31,7 @@ MAX_SIDE = 16_384          # the largest image side read (a 268-megapixel image 
 _PLANT_RGB = re.compile(r"^(plant\d+)_rgb\.png$")
 
 
-def _resize(image: Tensor, size: tuple[int, int] | None) -> Tensor:
+def resize_image(image: Tensor, size: tuple[int, int] | None) -> Tensor:
     """image (3, H, W) -> (3, *size), bilinear with antialiasing (unchanged when size is None or equal)."""
     if size is None or tuple(image.shape[-2:]) == tuple(size):
         return image
@@ -131,7 +131,7 @@ class ImageFiles:
         return read_image(self.files[i])
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        image = _resize(self.read(i), self.size)                             # (3, H, W)
+        image = resize_image(self.read(i), self.size)                             # (3, H, W)
         return image, torch.zeros(image.shape[-2:], dtype=torch.int64)
 
 
