@@ -16,7 +16,7 @@
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/rsis-lite/rsis-lite/blob/main/notebooks/11_your_own_images.ipynb)
 #
-# **rsis-lite** · [← 10 Test-time augmentation: 8 views averaged, and a vote (this project's method, not a paper's)](10_test_time_augmentation.ipynb) · [Contents](README.md)
+# **rsis-lite** · [← 10 Test-time augmentation: 8 views averaged, and a vote (this project's method, not a paper's)](10_test_time_augmentation.ipynb) · [Contents](README.md) · [12 The three systems on CVPPP-shaped rosettes: quality, count, speed, and where each fails →](12_three_systems_on_rosettes.ipynb)
 
 # %%
 # Runs only on Colab: fetches the rsis-lite repository (package, nuclei subset, small shipped

@@ -106,6 +106,13 @@ def validate_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike, need_trai
         n = data.get("max_instances")
         if n is not None and not (_is_int(n) and 0 <= n <= MAX_INSTANCES):
             bad.append(f"data.max_instances {n!r} (need 0..{MAX_INSTANCES})")
+        crop = data.get("crop")
+        if crop is not None and not (isinstance(crop, (list, tuple)) and len(crop) == 2
+                                     and all(_is_int(v) and 8 <= v <= MAX_SIDE for v in crop)):
+            bad.append(f"data.crop {crop!r} (need [H, W], each 8..{MAX_SIDE})")
+        d = data.get("object_size")
+        if d is not None and not (isinstance(d, (int, float)) and not isinstance(d, bool) and 0 < d <= MAX_SIDE):
+            bad.append(f"data.object_size {d!r} (need a diameter in (0, {MAX_SIDE}] pixels)")
     if bad:
         raise CheckpointError(f"{path} holds values no model of this project has: {'; '.join(bad[:3])}; "
                               "it is damaged or was not written by `python -m rsis_lite train`")

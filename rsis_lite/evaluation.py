@@ -31,6 +31,7 @@ from rsis_lite.fileio import atomic_write_text
 from rsis_lite.inference import output_name
 from rsis_lite.metrics import (average_precision, average_precision_per_class, class_accuracy, dsb_score,
                                image_scores, summarize)
+from rsis_lite.tiling import seam_splits
 
 # Figures printed x100 with one decimal (as in the papers); the others (counts) with two decimals.
 PERCENT_KEYS = ("SBD", "FBD", "MWCov", "MUCov")
@@ -205,6 +206,11 @@ def format_table(result: dict[str, Any], per_image: bool = True) -> str:
     out.append(line(rows[-1]))
     if "DSB" in result:
         out.append(f"DSB2018 score {_fmt('SBD', result['DSB'])} (mean over IoU 0.50:0.95 of TP / (TP + FP + FN), x100)")
+    if "seams" in result:
+        sm = result["seams"]
+        share = 100.0 * sm["split_at_seam"] / max(sm["instances"], 1)
+        out.append(f"split at a tile seam: {sm['split_at_seam']} of {sm['instances']} instances ({share:.1f} %); "
+                   f"{sm['cut']} were cut by a tile border, {sm['split_elsewhere']} others were split")
     if "AP" in result:
         ap = result["AP"]
         out.append("AP {}  AP50 {}  AP75 {}  (COCO-style, x100)".format(
@@ -232,7 +238,8 @@ def to_json_ready(obj: Any) -> Any:
     return obj
 
 
-def score_predictions(setup, preds: Sequence[tuple[np.ndarray, Any]], with_scores: bool = True) -> dict[str, Any]:
+def score_predictions(setup, preds: Sequence[tuple[np.ndarray, Any]], with_scores: bool = True,
+                      tiles: tuple[int, int] | None = None) -> dict[str, Any]:
     """Score :func:`rsis_lite.inference.predict_full`'s output for a :class:`rsis_lite.inference.Setup`,
     AP included (and class figures when both sides have classes).
 
@@ -240,7 +247,9 @@ def score_predictions(setup, preds: Sequence[tuple[np.ndarray, Any]], with_score
     size, read from a second, un-resized view of the dataset -- scoring at the model's size would
     flatter the model. Synthetic scenes are rendered at the model's size (another size would be
     other scenes), so their ground truth is the dataset itself. ``with_scores=False`` (predictions by
-    tiles, whose instances carry no score) leaves AP out.
+    tiles, whose instances carry no score) leaves AP out. ``tiles`` (tile, overlap) of predictions made
+    by tiles at the images' own scale adds ``seams``: the true instances a tile border cut and those
+    of them the prediction split (:func:`rsis_lite.tiling.seam_splits`), summed over the images.
     """
     ds, data = setup.dataset, setup.data
     gt_ds = ds if setup.size is None or data.kind in ("leaves", "garden") else data.load(setup.profile, None)
@@ -259,6 +268,9 @@ def score_predictions(setup, preds: Sequence[tuple[np.ndarray, Any]], with_score
     with_classes = all(c is not None for c in pcls) and all(c is not None for c in gcls)
     result = evaluate_pairs(names, labels, gts, scores=scores if with_scores else None,
                             pred_classes=pcls if with_classes else None, gt_classes=gcls if with_classes else None)
+    if tiles is not None:
+        per = [seam_splits(p, g, *tiles) for p, g in zip(labels, gts)]
+        result["seams"] = {k: int(sum(d[k] for d in per)) for k in per[0]} if per else {}
     result.update(system=setup.ckpt["system"], max_steps=setup.cap,
                   data={"kind": data.kind, "root": data.root, "split": data.split, "family": data.family,
                         "size": list(setup.size) if setup.size else None})

@@ -29,15 +29,16 @@ from rsis_lite.errors import CheckpointError, ConfigError, RsisError
 from rsis_lite.fileio import atomic_write_text
 from rsis_lite.metrics import image_scores, summarize
 from rsis_lite.systems import Prediction, System, build, get_system
-from rsis_lite.tiling import predict_tiled, tile_origins
+from rsis_lite.tiling import auto_scale, predict_tiled, tile_origins
 from rsis_lite.tta import VIEWS, check_fuse, check_tta, tta_predict
 
 __all__ = ["CAP_MARGIN", "DEFAULT_CAP", "InferenceOptions", "Prediction", "Setup", "default_input_size",
            "inference_cap", "load_system", "make_evaluator", "output_name", "predict_dataset", "predict_full",
-           "prepare", "resize_labels", "segment_image", "trained_max_instances", "write_predictions"]
+           "options_for", "prepare", "resize_labels", "segment_image", "trained_max_instances", "write_predictions"]
 
 CAP_MARGIN = 4       # steps allowed beyond the most instances the data or the training data can have
 DEFAULT_CAP = 30     # when neither is known (the paper's order of magnitude)
+MAX_SCALE = 8.0     # --scale: at most this factor (a 1024-px image becomes 8192 px)
 MAX_CAP = 1004       # the most steps any image may unroll (checkpoint.MAX_INSTANCES + CAP_MARGIN)
 
 
@@ -61,11 +62,15 @@ class InferenceOptions:
     crf_source: str = ""
     tile: int | None = None         # predict tiles of this many pixels (at the image's scale) and merge them
     tile_overlap: int = 32          # pixels shared by neighbouring tiles
+    scale: float | str | None = None   # resize whole images by this before tiling; "auto": the trained object size
+    object_size: float | None = None   # median object diameter of the training images (the checkpoint's data)
 
     def __post_init__(self) -> None:
         check_tta(self.tta)
         if self.tile is not None:
             tile_origins(max(int(self.tile), 8), int(self.tile), int(self.tile_overlap))   # checks the pair
+        if self.scale not in (None, "auto") and not 0.0 < float(self.scale) <= MAX_SCALE:
+            raise ConfigError(f"--scale must be auto or a number in (0, {MAX_SCALE:g}], got {self.scale}")
         if self.fuse is not None:
             check_fuse(self.fuse)
             if self.tta == "none":
@@ -96,6 +101,10 @@ class InferenceOptions:
             out += f", refined by the dense CRF ({self.crf_source or 'given parameters'})"
         if self.tile:
             out += f", in tiles of {self.tile} px overlapping by {self.tile_overlap}"
+        if self.scale == "auto":
+            out += f", each image resized so that its objects measure about {self.object_size:.0f} px (--scale auto)"
+        elif self.scale is not None and float(self.scale) != 1.0:
+            out += f", images resized by {float(self.scale):g} first"
         return out
 
 
@@ -209,8 +218,12 @@ def _predict_tiled_item(system: System, dataset, i: int, opts: InferenceOptions,
     the image's original size; the Prediction holds the merged labels and one score per instance
     (the tiles' own scores are not carried across the merge: 1.0)."""
     image = dataset[i][0].to(device)                                       # (3, H, W)
-    lab = predict_tiled(system, image, int(opts.tile), int(opts.tile_overlap), max_steps, opts.tta,
-                        opts.fuse or "average", opts.crf, **opts.post())    # (H, W)
+    scale = 1.0 if opts.scale in (None, "auto") else float(opts.scale)
+    lab = _tiled_at_scale(system, image, scale, opts, max_steps)          # (H, W)
+    if opts.scale == "auto":
+        scale = auto_scale(float(opts.object_size), lab)
+        if scale != 1.0:
+            lab = _tiled_at_scale(system, image, scale, opts, max_steps)
     labels = torch.from_numpy(lab)
     if hasattr(dataset, "original_size"):
         labels = resize_labels(labels, tuple(dataset.original_size(i)))
@@ -218,6 +231,21 @@ def _predict_tiled_item(system: System, dataset, i: int, opts: InferenceOptions,
     pred = Prediction(torch.from_numpy(lab), np.ones(k, np.float32), torch.zeros(0, *lab.shape),
                       np.zeros(0, np.float32), np.arange(k, dtype=np.int64))
     return labels.numpy().astype(np.int64), pred
+
+
+def _tiled_at_scale(system: System, image: torch.Tensor, scale: float, opts: InferenceOptions,
+                    max_steps: int) -> np.ndarray:
+    """Label map (H, W) of ``image`` (3, H, W): resized by ``scale``, predicted by tiles, resized back."""
+    if scale == 1.0:
+        return predict_tiled(system, image, int(opts.tile), int(opts.tile_overlap), max_steps, opts.tta,
+                             opts.fuse or "average", opts.crf, **opts.post())
+    h, w = image.shape[-2:]
+    side = (max(8, round(h * scale)), max(8, round(w * scale)))
+    resized = torch.nn.functional.interpolate(image[None], size=side, mode="bilinear", align_corners=False,
+                                              antialias=scale < 1)[0].clamp(0, 1)    # (3, h', w')
+    lab = predict_tiled(system, resized, int(opts.tile), int(opts.tile_overlap), max_steps, opts.tta,
+                        opts.fuse or "average", opts.crf, **opts.post())          # (h', w')
+    return resize_labels(torch.from_numpy(lab), (h, w)).numpy()
 
 
 def predict_dataset(system: System | str | Path, dataset, options: InferenceOptions | None = None,
@@ -307,6 +335,24 @@ def prepare(checkpoint: str | Path, data: DataOptions, profile: str | None = Non
         raise RsisError(f"no images in {data.kind} ({data.root or ''}, split {data.split}); check --root / --split")
     cap = inference_cap(None if tiled else max_instances(ds), trained_max_instances(ckpt))
     return Setup(system, ckpt, ds, size, cap, data, prof, tile)
+
+
+def options_for(options: InferenceOptions, setup: Setup, tile_overlap: int | None = None) -> InferenceOptions:
+    """The options ``setup`` predicts with: its inference cap, tiles of its training crops when it was
+    trained on crops and no ``--tile`` was given (overlap ``tile_overlap``, else a quarter of a tile),
+    and the object size its training images had (for ``--scale auto``); checks ``--scale``."""
+    trained = setup.ckpt.get("data") or {}
+    opts = options.with_(max_steps=setup.cap, object_size=trained.get("object_size"))
+    if opts.tile is None and setup.tile:         # trained on crops: whole images go by tiles
+        opts = opts.with_(tile=setup.tile, tile_overlap=tile_overlap if tile_overlap is not None else setup.tile // 4)
+    if opts.scale is not None and opts.tile is None:
+        raise ConfigError("--scale resizes whole images before they are cut into tiles; add --tile N "
+                          "(a checkpoint trained with --crop tiles by itself) or leave --scale out")
+    if opts.scale == "auto" and not opts.object_size:
+        raise ConfigError("--scale auto needs the object size of the training images, which this checkpoint "
+                          "does not record (it was not trained with --crop, or before the size was stored); "
+                          "pass --scale S")
+    return opts
 
 
 def prediction_outputs(out: str | Path, names: list[str]) -> list[Path]:

@@ -6,17 +6,31 @@ cuts the image into overlapping square tiles at the model's scale (:func:`tile_o
 each tile on its own, and joins the tiles' instances into one label map (:func:`merge_tiles`).
 
 The merge, tile by tile in raster order. The *shared region* S of a new tile is the part of it that
-earlier tiles already covered. An instance m of the new tile continues an instance g already placed
-when, inside S, one of the two lies mostly within the other:
-|m ∩ g ∩ S| / min(|m ∩ S|, |g ∩ S|) >= ``min_overlap`` (0.5 by default). Both tiles saw the same
-pixels in S, so a cut object agrees with itself there, and two different objects that merely touch
-share no pixel. The smaller of the two parts is the denominator (not the union, as in IoU): an
-object that entered earlier tiles twice (a U shape, two arms placed under two ids) is one piece in
-the new tile, and each arm lies within it, so both are joined. Agreeing with several earlier
-instances joins them all (an object on a corner shared by four tiles; union-find keeps one id).
+earlier tiles already covered. Both tiles saw the same pixels in S, so an object cut by a border
+agrees with itself there, and two different objects that merely touch share no pixel. An instance m
+of the new tile continues the earlier instances G it agrees with in S:
+
+1. candidates: every earlier instance g for which one of the two lies mostly within the other in S,
+   |m ∩ g ∩ S| / min(|m ∩ S|, |g ∩ S|) >= ``min_overlap`` (0.5 by default);
+2. the candidates are accepted together when they and m cover the same part of S,
+   IoU(m ∩ S, ∪G ∩ S) >= ``min_overlap``; otherwise each candidate on its own whose IoU with m in S
+   reaches ``min_overlap`` (at most one can: IoU above 0.5 is one-to-one).
+
+Step 1 lets an object that entered earlier tiles twice (a U shape, two arms placed under two ids)
+join both arms, and joins an object on a corner shared by four tiles (union-find keeps one id).
+Step 2 stops a bad mask from chaining objects together: a tile's mask that spills over background
+and several neighbours contains each of them, but covers far more of S than they do together, so it
+joins none of them (and a small mask inside one large earlier mask does not join it either).
 Where the shared region already has an owner, the earlier tile keeps its pixels; the new tile
 contributes only pixels nobody has claimed. An instance with no partner gets a new id. Ids are made
 consecutive at the end, in order of first appearance.
+
+Scale. A model trained on crops at the images' own scale learnt objects of the sizes its training
+images hold; :func:`median_object_size` summarises them as the median equivalent diameter (the
+diameter of the disc of the object's area), which ``train --crop`` stores in the checkpoint. An
+image whose objects are much larger or smaller is resized before tiling (``--scale S``), or, with
+``--scale auto``, by :func:`auto_scale`: predict once at scale 1, compare the median size of what
+was found with the trained one, and predict again at the ratio when it is off by more than 25 %.
 
 Why it works for objects larger than the overlap: the object is cut in both tiles, but their shared
 strip sees the same part of it in both, so the parts agree there and are joined; what each tile
@@ -92,13 +106,7 @@ def merge_tiles(shape: tuple[int, int], tiles: list[tuple[tuple[int, int, int, i
         owners = ids.roots()[region]                      # (h, w) current id of each earlier claim
         for k in [int(v) for v in np.unique(lab) if v > 0]:
             m = lab == k                                  # (h, w)
-            ms = m & shared
-            partners = []
-            for g in [int(v) for v in np.unique(owners[ms]) if v > 0]:
-                gs = (owners == g) & shared
-                inter, smaller = (ms & gs).sum(), min(ms.sum(), gs.sum())
-                if smaller and inter / smaller >= min_overlap:
-                    partners.append(g)
+            partners = _partners(m & shared, owners, shared, min_overlap)
             gid = ids.union(partners) if partners else ids.new()
             free = m & (region == 0)                      # earlier tiles keep what they claimed
             region[free] = gid
@@ -106,6 +114,90 @@ def merge_tiles(shape: tuple[int, int], tiles: list[tuple[tuple[int, int, int, i
                 owners = np.where(np.isin(owners, partners), gid, owners)
         covered[y0:y1, x0:x1] = True
     return _consecutive(ids.roots()[out])
+
+
+def cut_instances(labels: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[int]:
+    """Ids of the instances of ``labels`` (H, W) that no single tile of ``boxes`` holds whole (the
+    merge must join their parts), sorted."""
+    areas = np.bincount(labels.ravel())
+    whole = set()
+    for y0, x0, y1, x1 in boxes:
+        inside = np.bincount(labels[y0:y1, x0:x1].ravel(), minlength=len(areas))
+        whole |= {int(k) for k in np.nonzero((inside == areas) & (areas > 0))[0] if k > 0}
+    return sorted({int(k) for k in np.nonzero(areas)[0] if k > 0} - whole)
+
+
+def split_instances(pred: np.ndarray, gt: np.ndarray, min_share: float = 0.2) -> list[int]:
+    """Ids of the true instances of ``gt`` (H, W) that two or more predicted instances of ``pred``
+    share, each covering at least ``min_share`` of it, sorted."""
+    out = []
+    for k in [int(v) for v in np.unique(gt) if v > 0]:
+        inside = pred[gt == k]
+        counts = np.bincount(inside[inside > 0]) if (inside > 0).any() else np.zeros(1, np.int64)
+        if int((counts >= min_share * inside.size).sum()) >= 2:
+            out.append(k)
+    return out
+
+
+def seam_splits(pred: np.ndarray, gt: np.ndarray, tile: int, overlap: int) -> dict[str, int]:
+    """How a tiled prediction ``pred`` treats the true instances of ``gt`` that its tile borders cut:
+    ``instances`` in ``gt``, ``cut`` by the grid (:func:`cut_instances`), ``split_at_seam``: cut and
+    split (:func:`split_instances`), ``split_elsewhere``: split though no border cut them."""
+    cut = set(cut_instances(gt, tile_boxes(tuple(gt.shape), tile, overlap)))
+    split = set(split_instances(pred, gt))
+    return {"instances": len([v for v in np.unique(gt) if v > 0]), "cut": len(cut),
+            "split_at_seam": len(split & cut), "split_elsewhere": len(split - cut)}
+
+
+SCALE_RANGE = (0.25, 4.0)    # --scale auto never resizes by more than this
+SCALE_TOLERANCE = 1.25       # sizes within this factor of the trained one are left as they are
+
+
+def equivalent_diameters(labels: np.ndarray) -> np.ndarray:
+    """(K,) diameter of the disc with each instance's area, sqrt(4 A / pi), for ids 1..max."""
+    areas = np.bincount(np.asarray(labels, np.int64).ravel())[1:]
+    return np.sqrt(4.0 * areas[areas > 0] / np.pi)
+
+
+def median_object_size(label_maps) -> float | None:
+    """Median equivalent diameter of all instances of some label maps (None when there are none)."""
+    sizes = [equivalent_diameters(lab) for lab in label_maps]
+    sizes = np.concatenate(sizes) if sizes else np.zeros(0)
+    return float(np.median(sizes)) if sizes.size else None
+
+
+def auto_scale(trained_size: float, labels: np.ndarray) -> float:
+    """The factor that brings the median object of ``labels`` (a first prediction at scale 1) to
+    ``trained_size``; 1 when it is within :data:`SCALE_TOLERANCE` or nothing was found, clipped to
+    :data:`SCALE_RANGE`."""
+    found = median_object_size([labels])
+    if not found:
+        return 1.0
+    ratio = float(trained_size) / found
+    if 1 / SCALE_TOLERANCE <= ratio <= SCALE_TOLERANCE:
+        return 1.0
+    return float(np.clip(ratio, *SCALE_RANGE))
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = (a | b).sum()
+    return float((a & b).sum() / union) if union else 0.0
+
+
+def _partners(ms: np.ndarray, owners: np.ndarray, shared: np.ndarray, min_overlap: float) -> list[int]:
+    """The earlier instances that the new instance's part ``ms`` (h, w) of the shared region continues
+    (steps 1 and 2 of the module docstring); ``owners`` (h, w) holds the earlier ids."""
+    candidates = {}
+    for g in [int(v) for v in np.unique(owners[ms]) if v > 0]:
+        gs = (owners == g) & shared                       # (h, w)
+        inter, smaller = (ms & gs).sum(), min(ms.sum(), gs.sum())
+        if smaller and inter / smaller >= min_overlap:
+            candidates[g] = gs
+    if not candidates:
+        return []
+    if _iou(ms, np.logical_or.reduce(list(candidates.values()))) >= min_overlap:
+        return list(candidates)
+    return [g for g, gs in candidates.items() if _iou(ms, gs) >= min_overlap]
 
 
 def _consecutive(labels: np.ndarray) -> np.ndarray:

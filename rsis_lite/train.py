@@ -43,6 +43,7 @@ from rsis_lite.fileio import OutputLock, sigterm_raises
 from rsis_lite.inference import inference_cap, load_system, make_evaluator
 from rsis_lite.systems import build, get_system
 from rsis_lite.systems.base import TrainConfig
+from rsis_lite.tiling import median_object_size
 from rsis_lite.validate import dataset_inputs, guard_outputs
 
 __all__ = ["BatchSource", "TrainConfig", "TrainOptions", "Trainer", "lr_factor", "schedule_step", "train"]
@@ -389,6 +390,16 @@ def data_spec(kind: str, dataset, size: tuple[int, int] | None, split: str, prof
     return spec
 
 
+def training_object_size(dataset, most: int = 200) -> float | None:
+    """Median equivalent diameter (pixels) of the instances of a whole-image dataset, read from at
+    most ``most`` of its label maps, evenly spaced (a median needs no more, and reading every label
+    map of a large set would delay the first step)."""
+    n = len(dataset)
+    idx = sorted({int(i) for i in np.linspace(0, n - 1, min(n, most))}) if n else []
+    size = median_object_size([dataset[i][1].numpy() for i in idx])
+    return round(size, 2) if size else None
+
+
 def train_augment(kind: str) -> JointAugment:
     """The augmentation ``train`` uses for a data kind.
 
@@ -528,6 +539,7 @@ def _build_trainer(opts: TrainOptions, device: torch.device, rank: int) -> Train
     spec = data_spec(opts.data.kind, train_ds, size, opts.data.split, prof.name)
     if opts.crop:
         spec["crop"] = list(opts.crop)           # predict tiles whole images at this size by itself
+        spec["object_size"] = training_object_size(train_ds.dataset)    # for predict --scale auto
     model_cfg, cfg = cls.recipe(prof, {**spec, "fine_tune": bool(opts.init)}, steps=opts.steps,
                                 batch_size=opts.batch_size, lr=opts.lr, time_budget_min=opts.time_budget)
     cfg.seed = opts.train_seed

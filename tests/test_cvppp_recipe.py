@@ -83,6 +83,33 @@ def test_cvppp_fine_tune_recipe():
     assert (full.batch_size, full.lr) == (8, 5e-4)                 # the GPU batch, the fine-tune rate
 
 
+def test_attention_and_rsis_cvppp_fine_tune_recipes():
+    """The attention system fine-tunes on real plants without a box-only stage and with its own
+    canvas after a few steps (p_gt by the paper's formula, written out here); RSIS takes its batch
+    and rate. Synthetic fine-tunes keep the pretraining schedule (the shipped files' commands)."""
+    import math
+
+    from rsis_lite.systems.attention import Attention, gt_feed_probability
+    from rsis_lite.systems.rsis import CVPPP_FINE_TUNE as RSIS_FT, RSIS
+
+    prof = get_profile("quick")
+    _, att = Attention.recipe(prof, {"kind": "cvppp", "fine_tune": True, "max_instances": 20}, time_budget_min=30)
+    _, att_synth = Attention.recipe(prof, {"kind": "leaves", "fine_tune": True, "max_instances": 20})
+    assert att.box_steps == 0 and att.ss_offset == 0 and att_synth.box_steps == 4500
+    assert att.lr == 5e-4 and att_synth.lr == 1e-3                             # half the pretraining rate
+    for step, t in [(0, 0), (10, 3), (1, 19)]:
+        paper = min(1.0, 0.5 ** (step / att.ss_period) * (1 + math.log(1 + 3 * t)))
+        assert gt_feed_probability(step, t, att.ss_offset, att.ss_period) == pytest.approx(paper)
+    assert gt_feed_probability(20, 19, att.ss_offset, att.ss_period) < 0.01      # own canvas within 20 steps
+    _, rs = RSIS.recipe(prof, {"kind": "cvppp", "fine_tune": True, "max_instances": 20})
+    _, rs_synth = RSIS.recipe(prof, {"kind": "leaves", "fine_tune": True, "max_instances": 20})
+    assert (rs.batch_size, rs.lr, rs.encoder_lr) == (RSIS_FT["batch_size"], RSIS_FT["lr"], RSIS_FT["lr"]) == (8, 5e-4, 5e-4)
+    assert (rs_synth.batch_size, rs_synth.lr) == (16, RSIS.recipe(prof, {})[1].lr)
+    assert rs.curriculum_start == 21 and rs.heads_on == 0
+    _, mine = RSIS.recipe(prof, {"kind": "cvppp", "fine_tune": True}, batch_size=2, lr=1e-4)
+    assert (mine.batch_size, mine.lr) == (2, 1e-4)
+
+
 def test_cvppp_augmentation_changes_colour_and_keeps_ids():
     """Real plants get colour and scale jitter on top of rotations; synthetic scenes keep flips and
     quarter turns only (their colours must stay as rendered)."""
@@ -105,18 +132,21 @@ def test_cvppp_augmentation_changes_colour_and_keeps_ids():
         assert float((img_j[:, plant].mean(1) - img_0[:, plant].mean(1)).abs().max()) > 0.01
 
 
-def test_the_documented_cvppp_command_runs_on_the_standin(standin, tmp_path):
-    """README's 30-minute command, end to end on the stand-in (2 steps instead of 30 minutes): it
-    starts from the checkpoint, trains at (106, 100) with the recipe's batch and rate, and records them."""
+@pytest.mark.parametrize("system,batch,lr", [("ris", 4, 5e-4), ("attention", 8, 5e-4), ("rsis", 8, 5e-4)])
+def test_the_documented_cvppp_command_runs_on_the_standin(standin, tmp_path, system, batch, lr):
+    """docs/results.md's 30-minute command of each system, end to end on the stand-in (2 steps
+    instead of 30 minutes): it starts from the system's CVPPP-shaped checkpoint, trains at (106, 100)
+    with the recipe's batch and rate (the attention system without a box-only stage), and records them."""
     from rsis_lite.checkpoint import shipped_checkpoint
 
-    start = shipped_checkpoint("ris", "quick", "cvppp_like")
-    assert start.is_file(), "the CVPPP-shaped checkpoint ships with the repository"
+    start = shipped_checkpoint(system, "quick", "cvppp_like")
+    assert start.is_file(), f"the CVPPP-shaped {system} checkpoint ships with the repository"
     out = tmp_path / "ft.pt"
-    assert main(["train", "--data", "cvppp", "--root", str(standin), "--split", "train", "--profile", "quick",
-                 "--init", str(start), "--steps", "2", "--time-budget", "30", "--out", str(out)]) == 0
+    assert main(["train", "--model", system, "--data", "cvppp", "--root", str(standin), "--split", "train",
+                 "--profile", "quick", "--init", str(start), "--steps", "2", "--time-budget", "30", "--out", str(out)]) == 0
     ck = torch.load(out, weights_only=True, map_location="cpu")
-    assert ck["step"] == 2 and ck["data"]["kind"] == "cvppp"
+    assert ck["step"] == 2 and ck["data"]["kind"] == "cvppp" and ck["system"] == system
     assert ck["data"]["size"] == [106, 100] and ck["data"]["max_instances"] == 20
-    assert ck["train_config"]["batch_size"] == 4 and ck["train_config"]["lr"] == 5e-4
+    assert ck["train_config"]["batch_size"] == batch and ck["train_config"]["lr"] == lr
+    assert ck["train_config"].get("box_steps", 0) == 0
     assert ck["init"] == str(start)

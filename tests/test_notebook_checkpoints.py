@@ -35,6 +35,8 @@ EXPECTED = {
     "08_rsis": ["rsis_leaves_quick.pt", "rsis_garden_quick.pt"],
     "09_crf_refinement": ["ris_leaves_quick.pt"],
     "10_test_time_augmentation": ["ris_leaves_quick.pt"],
+    "12_three_systems_on_rosettes": ["ris_cvppp_like_quick.pt", "attention_cvppp_like_quick.pt",
+                                     "rsis_cvppp_like_quick.pt"],
 }
 
 

@@ -59,8 +59,104 @@ def test_a_crop_trained_checkpoint_predicts_whole_images_by_tiles(tmp_path, monk
                  "--batch-size", "2", "--precision", "fp32", "--out", str(ckpt)]) == 0
     ck = torch.load(ckpt, weights_only=True)
     assert ck["data"]["crop"] == [48, 48] and ck["data"]["size"] == [48, 48]
+    # the median object size of the training images, for --scale auto: brute force over every label map
+    train = load_dataset("nuclei", profile="quick", split="train", native=True)     # the images at their own size
+    diam = [np.sqrt(4 * (lab == k).sum() / np.pi) for lab in (train[i][1].numpy() for i in range(len(train)))
+            for k in range(1, int(lab.max()) + 1) if (lab == k).any()]
+    assert ck["data"]["object_size"] == pytest.approx(np.median(diam), abs=0.01)
     out = tmp_path / "P"
     assert main(["predict", "--checkpoint", str(ckpt), "--data", "nuclei", "--split", "val", "--out", str(out)]) == 0
     labs = sorted(out.glob("*.png"))
     assert labs and all(tuple(read_label(p).shape) == (128, 128) for p in labs)
     assert calls and all(c == ((3, 128, 128), 48, 12) for c in calls)        # whole images, tiles of the crop size
+
+
+class Blobs:
+    """A stub System: one connected component of the first channel above 0.5 per step, in raster
+    order of the component labels; it records the sizes of the images it is shown."""
+
+    def __new__(cls):
+        from scipy import ndimage
+
+        from rsis_lite.systems import StepOut, System
+
+        class _Blobs(System):
+            name = "blobs_stub"
+            seen: list = []
+
+            def __init__(self) -> None:
+                super().__init__(None)
+                self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+            def begin(self, images):
+                _Blobs.seen.append(tuple(images.shape[-2:]))
+                comps = [torch.from_numpy(ndimage.label(im[0].numpy() > 0.5)[0]) for im in images]
+                return comps, 0
+
+            def emit(self, state):
+                comps, t = state
+                mask = torch.stack([(c == t + 1).float() for c in comps])              # (B, H, W)
+                go = torch.tensor([1.0 if t < int(c.max()) else 0.0 for c in comps])
+                return StepOut(mask, go, go), (comps, t + 1)
+
+        return _Blobs()
+
+
+def discs(shape, centres, radius):
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    lab = np.zeros(shape, np.int64)
+    for k, (cy, cx) in enumerate(centres, start=1):
+        lab[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2] = k
+    return lab
+
+
+def test_the_scale_rule_against_disc_sizes():
+    from rsis_lite.tiling import SCALE_RANGE, auto_scale, median_object_size
+
+    small = discs((100, 100), [(20, 20), (20, 60), (60, 40)], 5)           # areas 81 px: diameter 10.2
+    areas = np.bincount(small.ravel())[1:]
+    assert median_object_size([small]) == pytest.approx(np.sqrt(4 * np.median(areas) / np.pi))
+    d = median_object_size([small])
+    assert auto_scale(2 * d, small) == pytest.approx(2.0)                   # objects half the trained size
+    assert auto_scale(1.2 * d, small) == 1.0                                # within 25 %: left alone
+    assert auto_scale(0.5 * d, small) == pytest.approx(0.5)
+    assert auto_scale(100 * d, small) == SCALE_RANGE[1]                     # clipped
+    assert auto_scale(20.0, np.zeros((8, 8), np.int64)) == 1.0             # nothing found: nothing to compare
+
+
+def test_scale_auto_predicts_again_at_the_trained_size(monkeypatch):
+    """Discs of diameter 12 and a model that learnt objects of 24 px: the first pass at scale 1 finds
+    them, the second runs on the image resized by the ratio, and the label map comes back at the
+    image's size with every disc found."""
+    import rsis_lite.inference as inf
+    from rsis_lite.tiling import median_object_size
+
+    centres = [(20, 20), (20, 70), (70, 30), (75, 75)]
+    gt = discs((96, 96), centres, 6)
+    image = torch.from_numpy(np.repeat((gt > 0)[None].astype(np.float32), 3, 0))   # (3, 96, 96)
+    shown, real = [], inf.predict_tiled
+    monkeypatch.setattr(inf, "predict_tiled", lambda system, img, *a, **k: shown.append(tuple(img.shape[-2:]))
+                        or real(system, img, *a, **k))
+    opts = inf.InferenceOptions(max_steps=10, tile=48, tile_overlap=16, scale="auto", object_size=24.0)
+    (lab, _), = inf.predict_full(Blobs(), [(image, torch.from_numpy(gt))], opts)
+    ratio = 24.0 / median_object_size([gt])
+    assert shown == [(96, 96), (round(96 * ratio), round(96 * ratio))]
+    assert lab.shape == gt.shape and int(lab.max()) == 4
+    for k, (cy, cx) in enumerate(centres, start=1):
+        mine = lab == lab[cy, cx]
+        assert (mine & (gt == k)).sum() / (mine | (gt == k)).sum() > 0.8
+
+
+def test_scale_refusals(tmp_path, capsys):
+    from rsis_lite.checkpoint import shipped_checkpoint
+
+    ckpt = str(shipped_checkpoint("ris", "quick"))
+    base = ["predict", "--checkpoint", ckpt, "--data", "leaves", "--num", "1", "--out", str(tmp_path / "o")]
+    assert main(base + ["--scale", "2"]) == 2
+    assert "--tile" in capsys.readouterr().err
+    assert main(base + ["--tile", "32", "--scale", "auto"]) == 2
+    assert "does not record" in capsys.readouterr().err
+    for bad in ("0", "9", "nan", "big"):
+        assert main(base + ["--tile", "32", "--scale", bad]) == 2
+        assert "argument --scale" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

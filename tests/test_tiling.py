@@ -1,6 +1,6 @@
 """Tiled inference: the tile grid, the merge of instances cut by tile borders on cases with known
 answers (an object on a corner shared by four tiles, two touching objects on a border, an object
-larger than the overlap, many random blobs), an oracle system through the predict loop, the
+larger than the overlap, a U shape, a bad mask that must not chain objects, many random blobs), an oracle system through the predict loop, the
 command line; and the DSB2018 score against a brute-force computation."""
 import numpy as np
 import pytest
@@ -67,6 +67,44 @@ def test_an_object_larger_than_the_overlap_spanning_three_tiles():
     gt[0:3, 0:3] = 2
     merged = merge_tiles(gt.shape, oracle_tiles(gt, 40, 10, np.random.default_rng(2)))
     assert same_partition(merged, gt) and int(merged.max()) == 2
+
+
+def test_a_u_shape_entering_an_earlier_tile_twice_is_one_object():
+    from scipy import ndimage
+    gt = np.zeros((40, 70), np.int64)
+    gt[5:35, 44:50] = 1                        # the bottom of the U, in the right tile only ...
+    gt[5:10, 25:50] = 1                        # ... and its two arms reach into the left tile
+    gt[30:35, 25:50] = 1
+    left = ndimage.label(gt[:, :40])[0]        # the left tile sees the two arms as two objects
+    right = ndimage.label(gt[:, 30:])[0]       # the right tile sees one U
+    assert int(left.max()) == 2 and int(right.max()) == 1
+    merged = merge_tiles(gt.shape, [((0, 0, 40, 40), left), ((0, 30, 40, 70), right)])
+    assert same_partition(merged, gt)
+
+
+def test_a_mask_spilling_over_background_does_not_chain_its_neighbours():
+    """The right tile draws one mask over three small objects and the background between them (a
+    bad prediction); joining it with each object it contains would make the three one object."""
+    gt = np.zeros((40, 70), np.int64)
+    for k, y in enumerate((4, 16, 28), start=1):
+        gt[y:y + 6, 31:38] = k                 # three objects inside the shared strip 30..40
+    left = gt[:, :40].copy()
+    right = np.zeros((40, 40), np.int64)
+    right[:, 0:20] = 1                         # one mask over all of them and the background
+    merged = merge_tiles(gt.shape, [((0, 0, 40, 40), left), ((0, 30, 40, 70), right)])
+    assert len({int(merged[y + 2, 33]) for y in (4, 16, 28)}) == 3     # still three objects
+    assert int(merged.max()) == 4              # plus the bad mask's own unclaimed pixels
+
+
+def test_a_small_mask_inside_a_large_earlier_one_does_not_join_it():
+    left = np.zeros((40, 40), np.int64)
+    left[:, 25:40] = 1                          # a large earlier mask over the whole shared strip
+    right = np.zeros((40, 40), np.int64)
+    right[2:6, 2:6] = 1                        # a small object inside it in the strip, and beyond
+    right[2:6, 2:20] = 1
+    right[30:34, 0:20] = 2
+    merged = merge_tiles((40, 70), [((0, 0, 40, 40), left), ((0, 30, 40, 70), right)])
+    assert int(merged.max()) == 3 and merged[3, 45] != merged[3, 35]
 
 
 def test_many_random_blobs_are_rebuilt_exactly():
@@ -183,3 +221,35 @@ def test_predict_by_tiles_from_the_command_line(tmp_path, monkeypatch):
     assert calls == [(3, 150, 130)]                                      # the whole image, at its own size
     assert main(["predict", "--checkpoint", str(shipped_checkpoint("ris", "quick")), "--data", "folder",
                  "--root", str(data), "--tile", "64", "--tile-overlap", "64", "--out", str(tmp_path / "x")]) == 2
+    # evaluate by tiles reports the seams: compare its counts with a pixel-by-pixel count
+    import json
+
+    from rsis_lite.data.io import read_label as _read
+    from rsis_lite.tiling import seam_splits
+    js = tmp_path / "e.json"
+    assert main(["evaluate", "--checkpoint", str(shipped_checkpoint("ris", "quick")), "--data", "folder",
+                 "--root", str(data), "--tile", "64", "--tile-overlap", "16", "--json", str(js)]) == 0
+    seams = json.loads(js.read_text())["seams"]
+    gt = _read(data / "labels" / "scene00000.png").numpy()
+    assert seams == seam_splits(lab.numpy(), gt, 64, 16) and seams["instances"] == int(gt.max())
+
+
+def test_seam_splits_against_a_count_by_hand():
+    """Tiles of 40 overlapping by 10 on a 40 x 70 image: the border region is x = 30..40. True
+    instances: 1 crosses it (cut), 2 lies left of it, 3 lies inside the strip (whole in both tiles).
+    The prediction splits 1 at the seam and 2 in the middle, and keeps 3 whole."""
+    gt = np.zeros((40, 70), np.int64)
+    gt[5:15, 20:50] = 1
+    gt[20:30, 2:22] = 2
+    gt[30:36, 31:38] = 3
+    pred = np.zeros_like(gt)
+    pred[5:15, 20:35] = 1
+    pred[5:15, 35:50] = 2                     # instance 1 in two halves
+    pred[20:30, 2:12] = 3
+    pred[20:30, 12:22] = 4                    # instance 2 in two halves
+    pred[30:36, 31:38] = 5
+    pred[30:36, 31:32] = 6                    # a sliver of 3: under a fifth of it, not a split
+    from rsis_lite.tiling import cut_instances, seam_splits, split_instances
+    assert cut_instances(gt, tile_boxes(gt.shape, 40, 10)) == [1]
+    assert split_instances(pred, gt) == [1, 2]
+    assert seam_splits(pred, gt, 40, 10) == {"instances": 3, "cut": 1, "split_at_seam": 1, "split_elsewhere": 1}

@@ -78,6 +78,15 @@ learning_rate = _number(float, 0.0, 10.0, lo_open=True)
 leaf_count = _number(int, 1, 255)
 channel_count = _number(int, 1, 1024)                     # width of a layer
 CVPPP_FAMILIES = ("A1", "A2", "A3", "A4", "A5")
+_scale_number = _number(float, 0.0, 8.0, lo_open=True)
+
+
+def scale_factor(text: str) -> float | str:
+    """An argparse type: ``auto`` or a resize factor in (0, 8]."""
+    return "auto" if text == "auto" else _scale_number(text)
+
+
+scale_factor.__name__ = "scale"
 
 
 profile_choice = ["quick", "full"]
@@ -149,6 +158,11 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile-overlap", type=bounded_int(0, 4095), default=None, metavar="M",
                    help="pixels shared by neighbouring tiles, less than --tile (default: a quarter of the tile, "
                         "at most 32)")
+    p.add_argument("--scale", type=scale_factor, default=None, metavar="S",
+                   help="with tiles: resize whole images by S (in (0, 8]) before cutting them, so that objects "
+                        "have the size the model learnt; auto: predict once, then again at the ratio of the "
+                        "training images' median object size to the one found (when off by more than 25 %%); "
+                        "default: the images' own scale")
     rules = "; ".join(f"{n}: {get_system(n).stop_rule}" for n in names())
     p.add_argument("--stop-threshold", type=unit_interval, default=None, metavar="P",
                    help=f"unroll while the system's stop probability is at least P, in [0, 1] ({rules}); "
@@ -179,7 +193,7 @@ def inference_options(args: argparse.Namespace) -> InferenceOptions:
     if args.crf or args.crf_params is not None:
         crf, crf_source = resolve_params(getattr(args, "checkpoint", None), args.crf_params)
     return InferenceOptions(stop_threshold=args.stop_threshold, overlap=args.overlap, tta=args.tta,
-                            fuse=args.tta_fuse, crf=crf, crf_source=crf_source or "", tile=args.tile,
+                            fuse=args.tta_fuse, crf=crf, crf_source=crf_source or "", tile=args.tile, scale=args.scale,
                             tile_overlap=(args.tile_overlap if args.tile_overlap is not None
                                           else min(32, (args.tile or 0) // 4)))
 
@@ -188,7 +202,8 @@ def inference_flags_given(args: argparse.Namespace) -> list[str]:
     """The inference flags a user gave (for commands that refuse them without --checkpoint)."""
     given = [("--crf", args.crf), ("--crf-params", args.crf_params is not None), ("--overlap", args.overlap),
              ("--stop-threshold", args.stop_threshold is not None), ("--tta", args.tta != "none"),
-             ("--tta-fuse", args.tta_fuse is not None), ("--tile", args.tile is not None)]
+             ("--tta-fuse", args.tta_fuse is not None), ("--tile", args.tile is not None),
+             ("--scale", args.scale is not None)]
     return [flag for flag, on in given if on]
 
 

@@ -10,7 +10,7 @@ from rsis_lite.config import get_device
 from rsis_lite.errors import ConfigError
 from rsis_lite.evaluation import evaluate_folders, format_table, score_predictions, write_json
 from rsis_lite.data.registry import refuse_unlabelled
-from rsis_lite.inference import predict_full, prepare
+from rsis_lite.inference import options_for, predict_full, prepare
 from rsis_lite.validate import check_output_file, dataset_inputs, guard_outputs
 
 NAME = "evaluate"
@@ -56,14 +56,13 @@ def _checkpoint(args: argparse.Namespace) -> dict:
     device = get_device(args.device)
     options = inference_options(args)
     setup = prepare(args.checkpoint, data_options(args), args.profile, args.size, device, tiled=options.tile is not None)
+    options = options_for(options, setup, args.tile_overlap)
     refuse_unlabelled(setup.dataset, "evaluate")
     _guard_json(args, option_inputs(args, options) + dataset_inputs(setup.dataset))
-    options = options.with_(max_steps=setup.cap)
-    if options.tile is None and setup.tile:      # trained on crops: whole images go by tiles
-        options = options.with_(tile=setup.tile, tile_overlap=args.tile_overlap if args.tile_overlap is not None
-                                else setup.tile // 4)
     preds = predict_full(setup.system, setup.dataset, options, device=device, progress=True)
-    result = score_predictions(setup, preds, with_scores=not options.tile)
+    same_scale = options.scale is None or options.scale == 1.0
+    tiles = (int(options.tile), int(options.tile_overlap)) if options.tile and same_scale else None
+    result = score_predictions(setup, preds, with_scores=not options.tile, tiles=tiles)
     result["checkpoint"] = str(args.checkpoint)
     if options.crf is not None:
         result["crf"] = {"params": options.crf.to_dict(), "source": options.crf_source}

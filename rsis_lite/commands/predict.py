@@ -20,7 +20,8 @@ from rsis_lite.errors import ConfigError
 from rsis_lite.export import to_rgb8
 from rsis_lite.formats import (COCO_RESULTS, CVPPP_H5, FORMATS, OVERLAY_DIR, write_coco_results, write_cvppp_h5,
                                write_overlay)
-from rsis_lite.inference import Setup, output_name, predict_full, prediction_outputs, prepare, write_predictions
+from rsis_lite.inference import (Setup, options_for, output_name, predict_full, prediction_outputs, prepare,
+                                 write_predictions)
 from rsis_lite.validate import check_output_dir, dataset_inputs, guard_outputs
 
 NAME = "predict"
@@ -94,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     device = get_device(args.device)
     options = inference_options(args)
     setup = prepare(args.checkpoint, _data(args), args.profile, args.size, device, tiled=options.tile is not None)
+    options = options_for(options, setup, args.tile_overlap)
     names = [output_name(setup.dataset, i) for i in range(len(setup.dataset))]
     inputs = option_inputs(args, options) + dataset_inputs(setup.dataset)
     check_output_dir(out, inputs)
@@ -102,10 +104,6 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out} is the folder of the input images; its label maps would be read as images "
                           f"next time: choose another folder, e.g. {out / 'segmented'}")
     guard_outputs(_outputs(out, names, [str(i) for i in setup.dataset.ids], formats), inputs, overwrite=args.overwrite)
-    options = options.with_(max_steps=setup.cap)
-    if options.tile is None and setup.tile:      # trained on crops: whole images go by tiles
-        options = options.with_(tile=setup.tile, tile_overlap=args.tile_overlap if args.tile_overlap is not None
-                                else setup.tile // 4)
     preds = predict_full(setup.system, setup.dataset, options, device=device, progress=True)
     written: list[str] = []
     try:

@@ -159,6 +159,16 @@ def quick_model_config(bn_steps: int = 9) -> AttentionConfig:
                            deconv_depths=(32, 16, 16, 8, 8, 1), deconv_ups=(2, 1, 2, 1, 2, 1), bn_steps=bn_steps)
 
 
+# Fine-tuning a CVPPP-shaped checkpoint on real plants (``train --data cvppp --init CKPT``, a time
+# budget of about 30 minutes on a 2-core CPU). The checkpoint already finds boxes and feeds its own
+# canvas, so there is no box-only stage (the box loss stays on in every step) and the ground-truth
+# canvas fades within a few steps (half-life 2 steps) instead of over a tenth of the run: the minutes
+# go to what differs on real plants, their appearance. lr 5e-4, half the pretraining rate (as RIS
+# and RSIS): on the synthetic stand-in the pretraining rate 1e-3 lowered the validation SBD from the
+# first check on (a fresh Adam takes steps of about lr on every weight).
+CVPPP_FINE_TUNE = {"ss_period": 2.0, "lr": 5e-4}
+
+
 def scaled_schedule(full_steps: int) -> tuple[int, float]:
     """Scheduled-sampling (offset, period) for a full stage of ``full_steps``: the authors' 3000 and
     700 of their 30 000 full steps, scaled (10 % and 2.33 % of the stage)."""
@@ -375,7 +385,9 @@ class Attention(System):
         average): 0.23 s per box step, 0.31 s per full step, so 4500 * 0.23 + 9000 * 0.31 = 64 min plus
         about a minute of validation and checkpoints. full (GPU): the paper's CVPPP network and
         schedule, 60k box + 30k full steps of 5 (CVPPP at the paper's size: ``--size 224 224``).
-        The box stage (a third, or two thirds for full) and the scheduled sampling scale with ``steps``."""
+        The box stage (a third, or two thirds for full) and the scheduled sampling scale with ``steps``.
+        Fine-tuning on a CVPPP copy (``data["fine_tune"]`` and ``data["kind"] == "cvppp"``) takes
+        :data:`CVPPP_FINE_TUNE`: no box stage and the model's own canvas after a few steps."""
         quick = getattr(profile, "name", profile) == "quick"
         data = data or {}
         n_max = int(data.get("max_instances") or getattr(profile, "max_leaves", 20) or 20)
@@ -384,8 +396,13 @@ class Attention(System):
         steps = steps or (13_500 if quick else 90_000)
         box_steps = int(round(steps * (1 / 3 if quick else 2 / 3)))
         offset, period = scaled_schedule(steps - box_steps)
+        real_leaves = data.get("fine_tune") and data.get("kind") == "cvppp"
+        if real_leaves:
+            box_steps, offset, period = 0, 0, CVPPP_FINE_TUNE["ss_period"]
         train = AttentionTrainConfig(steps=steps, batch_size=batch_size or (8 if quick else 5), box_steps=box_steps,
                                      ss_offset=offset, ss_period=period, time_budget_min=time_budget_min)
+        if real_leaves:
+            train.lr = CVPPP_FINE_TUNE["lr"]
         if lr is not None:
             train.lr = lr
         return model, train

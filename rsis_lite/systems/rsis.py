@@ -111,6 +111,14 @@ class RSISTrainConfig(TrainConfig):
     curriculum_every: int = 300         # one more step every this many schedule steps
 
 
+# Fine-tuning a CVPPP-shaped checkpoint on real plants (``train --data cvppp --init CKPT``, about 30
+# minutes on a 2-core CPU): batches of 8 (a step of 8 at 106 x 100 unrolls T = n + 1 = 12-21 steps
+# and takes about 0.4 s there, so 30 minutes give a few thousand updates) at lr 5e-4, the rate of the
+# rosette fine-tune from the 64 x 64 leaves: every layer adapts, the encoder included (it is trained
+# from scratch in the quick profile, not an ImageNet copy to protect).
+CVPPP_FINE_TUNE = {"batch_size": 8, "lr": 5e-4}
+
+
 def quick_model_config(num_classes: int = 1) -> RSISConfig:
     """The CPU model for 64 x 64 scenes: a random ResNet-18 and D = 64 (the paper's leaves width)."""
     return RSISConfig(encoder="resnet18", pretrained=False, base=64, num_classes=num_classes)
@@ -252,7 +260,8 @@ class RSIS(System):
         full (GPU): ResNet-50, D = 128, 40000 steps of 16. The number of classes comes from the
         data (``data["num_classes"]``, 1 for leaves); the curriculum reaches the data's largest
         count + 1 at 40 % of training and the heads switch on at 10 %. Fine-tuning
-        (``data["fine_tune"]``: ``train --init``) unrolls every step with every term from the start."""
+        (``data["fine_tune"]``: ``train --init``) unrolls every step with every term from the start;
+        on a CVPPP copy (``data["kind"] == "cvppp"``) it takes :data:`CVPPP_FINE_TUNE`'s batch and rate."""
         quick = getattr(profile, "name", profile) == "quick"
         data = data or {}
         n_cls = max(int(data.get("num_classes") or 1), 1)
@@ -267,6 +276,8 @@ class RSIS(System):
                                 stop_weight=0.1 if one_class else 0.5)
         if data.get("fine_tune"):           # train --init: the sequence is learnt; all steps, all terms
             train.curriculum_start, train.heads_on = n_top + 1, 0
+            if data.get("kind") == "cvppp" and quick:
+                train.batch_size, train.lr = batch_size or CVPPP_FINE_TUNE["batch_size"], CVPPP_FINE_TUNE["lr"]
         if lr is not None:
             train.lr = lr
         train.encoder_lr = 1e-6 if model.pretrained else train.lr
