@@ -97,7 +97,7 @@ from scipy import ndimage
 from rsis_lite.checkpoint import shipped_checkpoint
 from rsis_lite.config import seed_everything
 from rsis_lite.data.instances import relabel_sequential
-from rsis_lite.data.registry import load_dataset
+from rsis_lite.data.registry import load_dataset, nuclei_root
 from rsis_lite.inference import load_system
 from rsis_lite.metrics import dsb_score
 from rsis_lite.tiling import merge_tiles, tile_boxes, tile_origins
@@ -113,7 +113,8 @@ print(f"torch threads {torch.get_num_threads()}")
 
 # %%
 # NBVAL_CHECK_OUTPUT
-whole = load_dataset("folder", root="../data/nuclei_whole", native=True)
+whole_root = nuclei_root().parent / "nuclei_whole"                # data/nuclei_whole of the repository
+whole = load_dataset("folder", root=whole_root, native=True)
 images = [whole[i][0] for i in range(len(whole))]                 # 3 x (3, H, W) in [0, 1]
 labels = [whole[i][1].numpy() for i in range(len(whole))]         # 3 x (H, W) int, nuclei 1..K
 for name, lab in zip(whole.ids, labels):
