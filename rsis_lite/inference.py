@@ -29,7 +29,7 @@ from rsis_lite.errors import CheckpointError, ConfigError, RsisError
 from rsis_lite.fileio import atomic_write_text
 from rsis_lite.metrics import image_scores, summarize
 from rsis_lite.systems import Prediction, System, build, get_system
-from rsis_lite.tiling import auto_scale, predict_tiled, tile_origins
+from rsis_lite.tiling import AUTO_PASSES, SCALE_TOLERANCE, measured_scale, predict_tiled, tile_origins
 from rsis_lite.tta import VIEWS, check_fuse, check_tta, tta_predict
 
 __all__ = ["CAP_MARGIN", "DEFAULT_CAP", "InferenceOptions", "Prediction", "Setup", "default_input_size",
@@ -220,10 +220,13 @@ def _predict_tiled_item(system: System, dataset, i: int, opts: InferenceOptions,
     image = dataset[i][0].to(device)                                       # (3, H, W)
     scale = 1.0 if opts.scale in (None, "auto") else float(opts.scale)
     lab = _tiled_at_scale(system, image, scale, opts, max_steps)          # (H, W)
-    if opts.scale == "auto":
-        scale = auto_scale(float(opts.object_size), lab)
-        if scale != 1.0:
-            lab = _tiled_at_scale(system, image, scale, opts, max_steps)
+    for _ in range(AUTO_PASSES - 1 if opts.scale == "auto" else 0):
+        # the objects found, measured at the image's own size, give the factor afresh; a model far
+        # from its trained size mis-measures them, so the next pass at a closer size measures again
+        new = measured_scale(float(opts.object_size), lab)
+        if new is None or 1 / SCALE_TOLERANCE <= new / scale <= SCALE_TOLERANCE:
+            break
+        scale, lab = new, _tiled_at_scale(system, image, new, opts, max_steps)
     labels = torch.from_numpy(lab)
     if hasattr(dataset, "original_size"):
         labels = resize_labels(labels, tuple(dataset.original_size(i)))
@@ -340,9 +343,12 @@ def prepare(checkpoint: str | Path, data: DataOptions, profile: str | None = Non
 def options_for(options: InferenceOptions, setup: Setup, tile_overlap: int | None = None) -> InferenceOptions:
     """The options ``setup`` predicts with: its inference cap, tiles of its training crops when it was
     trained on crops and no ``--tile`` was given (overlap ``tile_overlap``, else a quarter of a tile),
-    and the object size its training images had (for ``--scale auto``); checks ``--scale``."""
+    and the object size its training images had (for ``--scale auto``; the default when training
+    brought every image to that size, ``train --object-size``); checks ``--scale``."""
     trained = setup.ckpt.get("data") or {}
     opts = options.with_(max_steps=setup.cap, object_size=trained.get("object_size"))
+    if opts.scale is None and trained.get("scale") == "auto":   # trained on images brought to one object size
+        opts = opts.with_(scale="auto")
     if opts.tile is None and setup.tile:         # trained on crops: whole images go by tiles
         opts = opts.with_(tile=setup.tile, tile_overlap=tile_overlap if tile_overlap is not None else setup.tile // 4)
     if opts.scale is not None and opts.tile is None:

@@ -27,10 +27,13 @@ consecutive at the end, in order of first appearance.
 
 Scale. A model trained on crops at the images' own scale learnt objects of the sizes its training
 images hold; :func:`median_object_size` summarises them as the median equivalent diameter (the
-diameter of the disc of the object's area), which ``train --crop`` stores in the checkpoint. An
+diameter of the disc of the object's area), which ``train --crop`` stores in the checkpoint
+(``train --object-size D`` instead brings every training image to median D first, and stores D). An
 image whose objects are much larger or smaller is resized before tiling (``--scale S``), or, with
-``--scale auto``, by :func:`auto_scale`: predict once at scale 1, compare the median size of what
-was found with the trained one, and predict again at the ratio when it is off by more than 25 %.
+``--scale auto`` (the default after ``--object-size``): predict once at scale 1, measure the median
+size of what was found (:func:`measured_scale`), and predict again at the ratio when it is off by
+more than 25 %; up to :data:`AUTO_PASSES` passes, as a model far from its trained size measures
+badly and a pass at a closer size measures again.
 
 Why it works for objects larger than the overlap: the object is cut in both tiles, but their shared
 strip sees the same part of it in both, so the parts agree there and are joined; what each tile
@@ -42,6 +45,7 @@ import numpy as np
 import torch
 
 from rsis_lite.crf import refine_predictions
+from rsis_lite.data.instances import equivalent_diameters
 from rsis_lite.errors import ConfigError
 from rsis_lite.tta import tta_predict
 
@@ -149,14 +153,9 @@ def seam_splits(pred: np.ndarray, gt: np.ndarray, tile: int, overlap: int) -> di
             "split_at_seam": len(split & cut), "split_elsewhere": len(split - cut)}
 
 
-SCALE_RANGE = (0.25, 4.0)    # --scale auto never resizes by more than this
+SCALE_RANGE = (0.125, 4.0)   # --scale auto never resizes by more than this (DSB2018 medians: 7-94 px)
 SCALE_TOLERANCE = 1.25       # sizes within this factor of the trained one are left as they are
-
-
-def equivalent_diameters(labels: np.ndarray) -> np.ndarray:
-    """(K,) diameter of the disc with each instance's area, sqrt(4 A / pi), for ids 1..max."""
-    areas = np.bincount(np.asarray(labels, np.int64).ravel())[1:]
-    return np.sqrt(4.0 * areas[areas > 0] / np.pi)
+AUTO_PASSES = 3              # --scale auto predicts at most this often: scale 1, then each measured ratio
 
 
 def median_object_size(label_maps) -> float | None:
@@ -166,17 +165,20 @@ def median_object_size(label_maps) -> float | None:
     return float(np.median(sizes)) if sizes.size else None
 
 
-def auto_scale(trained_size: float, labels: np.ndarray) -> float:
-    """The factor that brings the median object of ``labels`` (a first prediction at scale 1) to
-    ``trained_size``; 1 when it is within :data:`SCALE_TOLERANCE` or nothing was found, clipped to
-    :data:`SCALE_RANGE`."""
+def measured_scale(trained_size: float, labels: np.ndarray) -> float | None:
+    """The factor that brings the median object of ``labels`` to ``trained_size``, clipped to
+    :data:`SCALE_RANGE`; None when ``labels`` holds no object."""
     found = median_object_size([labels])
-    if not found:
+    return float(np.clip(float(trained_size) / found, *SCALE_RANGE)) if found else None
+
+
+def auto_scale(trained_size: float, labels: np.ndarray) -> float:
+    """:func:`measured_scale` of a first prediction at scale 1, or 1 when it is within
+    :data:`SCALE_TOLERANCE` of 1 or nothing was found."""
+    ratio = measured_scale(trained_size, labels)
+    if ratio is None or 1 / SCALE_TOLERANCE <= ratio <= SCALE_TOLERANCE:
         return 1.0
-    ratio = float(trained_size) / found
-    if 1 / SCALE_TOLERANCE <= ratio <= SCALE_TOLERANCE:
-        return 1.0
-    return float(np.clip(ratio, *SCALE_RANGE))
+    return ratio
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

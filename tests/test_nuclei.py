@@ -160,3 +160,115 @@ def test_scale_refusals(tmp_path, capsys):
         assert main(base + ["--tile", "32", "--scale", bad]) == 2
         assert "argument --scale" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+class DiscImages:
+    """A dataset of whole images, each holding discs of one radius (a different radius per image)."""
+
+    def __init__(self, radii, side=160):
+        self.items = []
+        for r in radii:
+            step = 3 * r
+            centres = [(y, x) for y in range(r + 2, side - r - 2, step) for x in range(r + 2, side - r - 2, step)]
+            lab = torch.from_numpy(discs((side, side), centres, r))
+            self.items.append(((lab > 0).float()[None].repeat(3, 1, 1), lab))
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def test_crops_bring_every_image_to_the_object_size():
+    """Images of discs 6 and 30 px across, cropped with object_size 12: in every crop the whole discs
+    (those not touching its border) measure 12 px across (sqrt(4 A / pi) of their pixel count) within
+    a pixel; without object_size they keep their own sizes."""
+    ds = DiscImages([3, 15])
+    crops = RandomCrops(ds, (64, 64), seed=0, object_size=12.0)
+    seen = set()
+    for k in range(40):
+        image, lab = crops[k]
+        assert tuple(image.shape) == (3, 64, 64) and 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+        inner = lab[1:-1, 1:-1]
+        border = set(torch.cat([lab[0], lab[-1], lab[:, 0], lab[:, -1]]).tolist())
+        for k_ in set(torch.unique(inner).tolist()) - border - {0}:
+            d = np.sqrt(4 * int((lab == k_).sum()) / np.pi)
+            assert abs(d - 12.0) < 1.0, d
+            seen.add(round(d))
+    assert seen
+    native = RandomCrops(ds, (64, 64), seed=0)
+    diam = {round(np.sqrt(4 * int((lab == k).sum()) / np.pi)) for _, lab in (native[k] for k in range(40))
+            for k in range(1, int(lab.max()) + 1)}
+    assert max(diam) >= 25                                      # the 30 px discs stay 30 px (whole ones)
+
+
+def test_an_object_size_run_predicts_at_that_size_by_default(tmp_path, capsys):
+    """train --crop --object-size stores the size and the rule; predict then applies --scale auto
+    without being asked, and --scale 1 turns it off; --object-size needs --crop and a range."""
+    import rsis_lite.inference as inf
+    ckpt = tmp_path / "n.pt"
+    assert main(["train", "--model", "ris", "--data", "nuclei", "--crop", "48", "48", "--object-size", "12",
+                 "--steps", "1", "--batch-size", "2", "--precision", "fp32", "--out", str(ckpt)]) == 0
+    ck = torch.load(ckpt, weights_only=True)
+    assert ck["data"]["object_size"] == 12.0 and ck["data"]["scale"] == "auto"
+    setup = inf.prepare(str(ckpt), inf.DataOptions(kind="nuclei", split="val"))
+    assert inf.options_for(inf.InferenceOptions(), setup).scale == "auto"
+    assert inf.options_for(inf.InferenceOptions(scale=1.0), setup).scale == 1.0
+    for bad in (["--object-size", "12"], ["--crop", "48", "48", "--object-size", "1"],
+                ["--crop", "48", "48", "--object-size", "300"]):
+        assert main(["train", "--model", "ris", "--data", "nuclei", "--steps", "1", *bad,
+                     "--out", str(tmp_path / "x.pt")]) == 2
+        err = capsys.readouterr().err
+        assert "--object-size" in err and "Traceback" not in err
+    assert not (tmp_path / "x.pt").exists()
+    ck["data"]["scale"] = "twice"
+    torch.save(ck, tmp_path / "bad.pt")
+    with pytest.raises(inf.CheckpointError, match="data.scale"):
+        inf.load_system(tmp_path / "bad.pt")
+
+
+def test_scale_auto_measures_again_when_the_first_pass_is_far_off(monkeypatch):
+    """A model that cuts objects wider than 30 px in two (as one far from its trained size does):
+    on discs 48 px across and a trained size of 12 px, pass 1 measures halves (34 px) and resizes by
+    0.35, pass 2 sees whole discs of 17 px and measures 48 px, pass 3 runs at 0.25; no fourth pass."""
+    from scipy import ndimage
+
+    import rsis_lite.inference as inf
+
+    centres = [(40, 40), (40, 150), (150, 60), (150, 150)]
+    gt = discs((200, 200), centres, 24)
+    image = torch.from_numpy(np.repeat((gt > 0)[None].astype(np.float32), 3, 0))   # (3, 200, 200)
+    shown = []
+
+    def fake_tiled(system, img, *a, **k):
+        shown.append(tuple(img.shape[-2:]))
+        lab, n = ndimage.label(img[0].numpy() > 0.5)
+        out, nxt = np.zeros_like(lab), 1
+        for k_ in range(1, n + 1):
+            m = lab == k_
+            xs = np.nonzero(m.any(0))[0]
+            if xs.max() - xs.min() + 1 > 30:                 # too wide: two halves
+                cut = (xs.min() + xs.max()) // 2
+                left = m.copy()
+                left[:, cut:] = False
+                out[left], out[m & ~left] = nxt, nxt + 1
+                nxt += 2
+            else:
+                out[m] = nxt
+                nxt += 1
+        return out
+
+    monkeypatch.setattr(inf, "predict_tiled", fake_tiled)
+    opts = inf.InferenceOptions(max_steps=10, tile=48, tile_overlap=16, scale="auto", object_size=12.0)
+    (lab, _), = inf.predict_full(Blobs(), [(image, torch.from_numpy(gt))], opts)
+    assert len(shown) == 3 and shown[0] == (200, 200) and shown[-1] == (50, 50)      # 200 x 12 / 48
+    assert 60 <= shown[1][0] <= 76                            # 200 x 12 / (48 / sqrt 2) = 71, roughly
+    assert int(lab.max()) == 4 and lab.shape == gt.shape
+
+
+def test_num_takes_the_first_images_of_a_folder_split():
+    full = load_dataset("nuclei", split="val", native=True)
+    two = load_dataset("nuclei", split="val", native=True, num=2)
+    assert len(full) > 2 and two.ids == full.ids[:2]
+    assert load_dataset("nuclei", split="val", native=True, num=10_000).ids == full.ids

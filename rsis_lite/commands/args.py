@@ -77,6 +77,7 @@ unit_interval = _number(float, 0.0, 1.0)                   # a probability thres
 learning_rate = _number(float, 0.0, 10.0, lo_open=True)
 leaf_count = _number(int, 1, 255)
 channel_count = _number(int, 1, 1024)                     # width of a layer
+object_size = _number(float, 2.0, 256.0)                  # train --object-size: a diameter in pixels
 CVPPP_FAMILIES = ("A1", "A2", "A3", "A4", "A5")
 _scale_number = _number(float, 0.0, 8.0, lo_open=True)
 
@@ -113,7 +114,7 @@ def add_data_args(p: argparse.ArgumentParser, default_split: str) -> None:
     p.set_defaults(default_split=default_split)
     p.add_argument("--seed", type=nonneg_int, default=None,
                    help="synthetic leaves: scene seed (default: the profile's validation seed)")
-    p.add_argument("--num", type=scene_count, default=None, help="synthetic leaves: number of scenes")
+    p.add_argument("--num", type=scene_count, default=None, help="synthetic leaves: number of scenes; folder, nuclei: the first N images of the split")
     p.add_argument("--leaves", type=leaf_count, nargs=2, metavar=("MIN", "MAX"), default=None,
                    help="synthetic leaves: leaf count range (default: the profile's, 2 8 for quick)")
     p.add_argument("--style", choices=["classic", "rosette"], default=None,

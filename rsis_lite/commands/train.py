@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from rsis_lite.commands.args import (PRECISION_HELP, add_data_args, batch_size, channel_count, data_options,
-                                     learning_rate, minutes, nonneg_int, side, step_count)
+                                     learning_rate, minutes, nonneg_int, object_size, side, step_count)
 from rsis_lite.systems import names
 from rsis_lite.train import TrainOptions, train
 from rsis_lite.validate import check_output_file
@@ -37,6 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop", type=side, nargs=2, default=None, metavar=("H", "W"),
                    help="train on random H x W crops of the images at their own scale (whole microscopy "
                         "images: predict then tiles whole images at this size by itself)")
+    p.add_argument("--object-size", type=object_size, default=None, metavar="D",
+                   help="with --crop: resize each training image so that its median object measures D pixels "
+                        "across before cutting crops (DSB2018 nuclei: 16); predict and evaluate then bring each "
+                        "image to that size by themselves (--scale auto)")
     p.add_argument("--out", required=True, help="checkpoint path (written atomically)")
 
 
@@ -46,6 +50,6 @@ def run(args: argparse.Namespace) -> int:
                         size=tuple(args.size) if args.size else None, device=args.device, steps=args.steps,
                         time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
                         precision=args.precision, train_seed=args.train_seed, init=args.init, refine=args.refine,
-                        crop=tuple(args.crop) if args.crop else None)
+                        crop=tuple(args.crop) if args.crop else None, object_size=args.object_size)
     train(opts)
     return 0

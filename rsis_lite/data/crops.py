@@ -2,8 +2,12 @@
 
 A DSB2018 image holds up to 375 nuclei (median 27); a recurrent model emits one instance per step,
 so training samples crops at the model's size (:class:`RandomCrops`): a few tens of nuclei at most,
-at the images' own scale, so the model learns nuclei of the size it will see at inference, where
-:mod:`rsis_lite.tiling` cuts whole images into tiles of the same size.
+at the images' own scale or, with ``object_size``, each image first resized so that its median
+nucleus measures ``object_size`` pixels across. DSB2018's images differ 13-fold in that median
+(7 to 94 px): at their own scale a 64 px crop holds either one piece of a nucleus or fifty nuclei.
+Brought to one size, every crop holds a handful to a score of whole nuclei, and inference brings
+each image to the same size (``--scale auto``, :func:`rsis_lite.tiling.measured_scale`) before
+:mod:`rsis_lite.tiling` cuts it into tiles of the crop's size.
 
 The validation split of the full set (:func:`dsb_validation_ids`) is 10 % of the images, chosen by a
 stable rule (the smallest sha1 digests of the image ids) and listed in ``data/nuclei_val_ids.txt``;
@@ -20,8 +24,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rsis_lite.data.instances import relabel_sequential
+from rsis_lite.data.instances import equivalent_diameters, relabel_sequential
 from rsis_lite.errors import DataError
+
+SCALE_LIMITS = (1 / 8, 8.0)    # an image is resized by at most this much to bring its nuclei to size
 
 VAL_FRACTION = 0.10
 VAL_LIST = Path(__file__).resolve().parents[2] / "data" / "nuclei_val_ids.txt"
@@ -47,35 +53,60 @@ def nuclei_split(ids: Sequence[str], split: str) -> list[int]:
 
 
 class RandomCrops:
-    """Random ``size`` crops of the images of ``dataset`` (at their own scale), ``n`` of them.
+    """Random ``size`` crops of the images of ``dataset``, ``n`` of them.
 
-    Crop k is a pure function of (seed, k): an image drawn uniformly, a uniformly placed window (the image is padded with background when it is smaller). Labels are
-    relabelled 1..K inside the crop; a crop keeps at most ``max_instances`` instances (the largest),
-    the rest become background, so the model's unroll stays bounded."""
+    Crop k is a pure function of (seed, k): an image drawn uniformly, a uniformly placed window (the
+    image is padded with background when it is smaller). With ``object_size`` the window is taken
+    from the image resized by ``object_size / (its median equivalent diameter)`` (clipped to
+    :data:`SCALE_LIMITS`): a window of ``size / scale`` pixels is cut and resized to ``size``, so the
+    whole image is never resized. Labels are relabelled 1..K inside the crop; a crop keeps at most
+    ``max_instances`` instances (the largest), the rest become background, so the model's unroll
+    stays bounded."""
 
     def __init__(self, dataset, size: tuple[int, int], n: int = 10_000_000, seed: int = 0,
-                 max_instances: int = 30) -> None:
+                 max_instances: int = 30, object_size: float | None = None) -> None:
         if len(dataset) == 0:
             raise DataError("no images to crop from; check --root / --split")
         self.dataset, self.size, self.n, self.seed = dataset, (int(size[0]), int(size[1])), int(n), int(seed)
         self.max_instances = int(max_instances)
+        self.object_size = float(object_size) if object_size else None
+        self._scales: dict[int, float] = {}
         self.ids = [f"crop{k:08d}" for k in range(min(self.n, 1000))]
         self.kwargs = {"max_leaves": self.max_instances}          # what max_instances() reads
 
     def __len__(self) -> int:
         return self.n
 
+    def scale_of(self, i: int, labels: Tensor) -> float:
+        """The factor that brings image i's median nucleus (``labels`` (H, W)) to ``object_size``."""
+        if self.object_size is None:
+            return 1.0
+        if i not in self._scales:
+            d = equivalent_diameters(labels.numpy())
+            s = self.object_size / float(np.median(d)) if d.size else 1.0
+            self._scales[i] = float(np.clip(s, *SCALE_LIMITS))
+        return self._scales[i]
+
     def __getitem__(self, k: int) -> tuple[Tensor, Tensor]:
         rng = np.random.default_rng([self.seed, int(k)])
-        image, labels = self.dataset[int(rng.integers(len(self.dataset)))][:2]   # (3, H, W), (H, W)
+        i = int(rng.integers(len(self.dataset)))
+        image, labels = self.dataset[i][:2]                      # (3, H0, W0), (H0, W0)
+        scale = self.scale_of(i, labels)
         h, w = self.size
-        pad_h, pad_w = max(0, h - image.shape[1]), max(0, w - image.shape[2])
+        wh, ww = max(1, round(h / scale)), max(1, round(w / scale))   # the window, in the image's pixels
+        pad_h, pad_w = max(0, wh - image.shape[1]), max(0, ww - image.shape[2])
         if pad_h or pad_w:
             image = torch.nn.functional.pad(image, (0, pad_w, 0, pad_h))
             labels = torch.nn.functional.pad(labels, (0, pad_w, 0, pad_h))
-        y = int(rng.integers(image.shape[1] - h + 1))
-        x = int(rng.integers(image.shape[2] - w + 1))
-        crop, lab = image[:, y:y + h, x:x + w], relabel_sequential(labels[y:y + h, x:x + w])
+        y = int(rng.integers(image.shape[1] - wh + 1))
+        x = int(rng.integers(image.shape[2] - ww + 1))
+        crop, lab = image[:, y:y + wh, x:x + ww], labels[y:y + wh, x:x + ww]   # (3, wh, ww), (wh, ww)
+        if (wh, ww) != (h, w):
+            crop = torch.nn.functional.interpolate(crop[None], size=(h, w), mode="bilinear", align_corners=False,
+                                                   antialias=scale < 1)[0].clamp(0, 1)      # (3, h, w)
+            lab = torch.nn.functional.interpolate(lab[None, None].float(), size=(h, w),
+                                                  mode="nearest-exact")[0, 0].long()         # (h, w)
+        lab = relabel_sequential(lab)
         if int(lab.max()) > self.max_instances:                  # keep the largest, drop the rest
             areas = torch.bincount(lab.flatten())[1:]
             keep = torch.argsort(areas, descending=True)[:self.max_instances] + 1

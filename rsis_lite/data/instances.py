@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Literal, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -235,3 +236,9 @@ def collate_instances(batch: Sequence[tuple[Tensor, ...]]) -> dict[str, Tensor]:
             classes[b, : cls.numel()] = cls
         out["classes"] = classes
     return out
+
+
+def equivalent_diameters(labels: np.ndarray) -> np.ndarray:
+    """(K,) diameter of the disc with each instance's area, sqrt(4 A / pi), for ids 1..max."""
+    areas = np.bincount(np.asarray(labels, np.int64).ravel())[1:]
+    return np.sqrt(4.0 * areas[areas > 0] / np.pi)

@@ -133,10 +133,15 @@ def load_dataset(
         shipped = root is None or nroot.resolve() == nuclei_root().resolve()
         if not shipped:                      # a DSB2018 set: images at their own size, the listed val split
             ds = InstanceFolder(nroot, size=_size2(size), transform=transform)
-            return ds.select(nuclei_split(ds.ids, split)) if split != "all" else ds
+            return _first(ds.select(nuclei_split(ds.ids, split)) if split != "all" else ds, num)
         default = None if native else (prof.nuclei_size, prof.nuclei_size)
         ds = InstanceFolder(nroot, size=_size2(size) or default, transform=transform)
-    return ds.select(split_indices(len(ds), split)) if split != "all" else ds
+    return _first(ds.select(split_indices(len(ds), split)) if split != "all" else ds, num)
+
+
+def _first(ds, num: int | None):
+    """The first ``num`` items of a folder dataset (all of them when ``num`` is None)."""
+    return ds if num is None or num >= len(ds) else ds.select(list(range(num)))
 
 
 def refuse_unlabelled(dataset, command: str) -> None:
