@@ -248,14 +248,15 @@ def score_predictions(setup, preds: Sequence[tuple[np.ndarray, Any]], with_score
     flatter the model. Synthetic scenes are rendered at the model's size (another size would be
     other scenes), so their ground truth is the dataset itself. ``with_scores=False`` (predictions by
     tiles, whose instances carry no score) leaves AP out. ``tiles`` (tile, overlap) of predictions made
-    by tiles at the images' own scale adds ``seams``: the true instances a tile border cut and those
-    of them the prediction split (:func:`rsis_lite.tiling.seam_splits`), summed over the images.
+    by tiles adds ``seams``: the true instances a tile border cut (the grid laid on the image at the
+    scale it was predicted at, ``Prediction.scale``) and those of them the prediction split
+    (:func:`rsis_lite.tiling.seam_splits`), summed over the images.
     """
     ds, data = setup.dataset, setup.data
     gt_ds = ds if setup.size is None or data.kind in ("leaves", "garden") else data.load(setup.profile, None)
     if len(gt_ds) != len(ds):
         raise DataError(f"{data.kind}: {len(ds)} images at size {setup.size} but {len(gt_ds)} at full size")
-    names, labels, scores, gts, pcls, gcls = [], [], [], [], [], []
+    names, labels, scores, gts, pcls, gcls, scales = [], [], [], [], [], [], []
     for i, (lab, p) in enumerate(preds):
         item = gt_ds[i]                                      # (image, labels[, classes])
         gt = item[1]
@@ -265,11 +266,12 @@ def score_predictions(setup, preds: Sequence[tuple[np.ndarray, Any]], with_score
         gts.append(gt.numpy())
         pcls.append(p.classes)
         gcls.append(item[2].numpy() if len(item) == 3 else None)
+        scales.append(float(getattr(p, "scale", 1.0)))
     with_classes = all(c is not None for c in pcls) and all(c is not None for c in gcls)
     result = evaluate_pairs(names, labels, gts, scores=scores if with_scores else None,
                             pred_classes=pcls if with_classes else None, gt_classes=gcls if with_classes else None)
     if tiles is not None:
-        per = [seam_splits(p, g, *tiles) for p, g in zip(labels, gts)]
+        per = [seam_splits(p, g, *tiles, scale=s) for p, g, s in zip(labels, gts, scales)]
         result["seams"] = {k: int(sum(d[k] for d in per)) for k in per[0]} if per else {}
     result.update(system=setup.ckpt["system"], max_steps=setup.cap,
                   data={"kind": data.kind, "root": data.root, "split": data.split, "family": data.family,

@@ -29,7 +29,7 @@ from rsis_lite.errors import CheckpointError, ConfigError, RsisError
 from rsis_lite.fileio import atomic_write_text
 from rsis_lite.metrics import image_scores, summarize
 from rsis_lite.systems import Prediction, System, build, get_system
-from rsis_lite.tiling import AUTO_PASSES, SCALE_TOLERANCE, measured_scale, predict_tiled, tile_origins
+from rsis_lite.tiling import AUTO_PASSES, SCALE_TOLERANCE, measured_scale, predict_tiled, scaled_side, tile_origins
 from rsis_lite.tta import VIEWS, check_fuse, check_tta, tta_predict
 
 __all__ = ["CAP_MARGIN", "DEFAULT_CAP", "InferenceOptions", "Prediction", "Setup", "default_input_size",
@@ -215,8 +215,8 @@ def predict_full(system: System | str | Path, dataset, options: InferenceOptions
 def _predict_tiled_item(system: System, dataset, i: int, opts: InferenceOptions, max_steps: int,
                         device) -> tuple[np.ndarray, Prediction]:
     """Image i predicted by tiles (:func:`rsis_lite.tiling.predict_tiled`), its label map resized to
-    the image's original size; the Prediction holds the merged labels and one score per instance
-    (the tiles' own scores are not carried across the merge: 1.0)."""
+    the image's original size; the Prediction holds the merged labels, one score per instance
+    (the tiles' own scores are not carried across the merge: 1.0) and the scale of the last pass."""
     image = dataset[i][0].to(device)                                       # (3, H, W)
     scale = 1.0 if opts.scale in (None, "auto") else float(opts.scale)
     lab = _tiled_at_scale(system, image, scale, opts, max_steps)          # (H, W)
@@ -232,7 +232,7 @@ def _predict_tiled_item(system: System, dataset, i: int, opts: InferenceOptions,
         labels = resize_labels(labels, tuple(dataset.original_size(i)))
     k = int(lab.max())
     pred = Prediction(torch.from_numpy(lab), np.ones(k, np.float32), torch.zeros(0, *lab.shape),
-                      np.zeros(0, np.float32), np.arange(k, dtype=np.int64))
+                      np.zeros(0, np.float32), np.arange(k, dtype=np.int64), scale=scale)
     return labels.numpy().astype(np.int64), pred
 
 
@@ -243,7 +243,7 @@ def _tiled_at_scale(system: System, image: torch.Tensor, scale: float, opts: Inf
         return predict_tiled(system, image, int(opts.tile), int(opts.tile_overlap), max_steps, opts.tta,
                              opts.fuse or "average", opts.crf, **opts.post())
     h, w = image.shape[-2:]
-    side = (max(8, round(h * scale)), max(8, round(w * scale)))
+    side = scaled_side((h, w), scale)
     resized = torch.nn.functional.interpolate(image[None], size=side, mode="bilinear", align_corners=False,
                                               antialias=scale < 1)[0].clamp(0, 1)    # (3, h', w')
     lab = predict_tiled(system, resized, int(opts.tile), int(opts.tile_overlap), max_steps, opts.tta,

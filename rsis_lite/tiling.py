@@ -143,14 +143,31 @@ def split_instances(pred: np.ndarray, gt: np.ndarray, min_share: float = 0.2) ->
     return out
 
 
-def seam_splits(pred: np.ndarray, gt: np.ndarray, tile: int, overlap: int) -> dict[str, int]:
+def seam_splits(pred: np.ndarray, gt: np.ndarray, tile: int, overlap: int, scale: float = 1.0) -> dict[str, int]:
     """How a tiled prediction ``pred`` treats the true instances of ``gt`` that its tile borders cut:
     ``instances`` in ``gt``, ``cut`` by the grid (:func:`cut_instances`), ``split_at_seam``: cut and
-    split (:func:`split_instances`), ``split_elsewhere``: split though no border cut them."""
-    cut = set(cut_instances(gt, tile_boxes(tuple(gt.shape), tile, overlap)))
+    split (:func:`split_instances`), ``split_elsewhere``: split though no border cut them. ``scale``:
+    the image was resized by it before tiling, so the grid is laid on the resized image and its
+    boxes are mapped back to ``gt``'s pixels."""
+    cut = set(cut_instances(gt, scaled_tile_boxes(tuple(gt.shape), tile, overlap, scale)))
     split = set(split_instances(pred, gt))
     return {"instances": len([v for v in np.unique(gt) if v > 0]), "cut": len(cut),
             "split_at_seam": len(split & cut), "split_elsewhere": len(split - cut)}
+
+
+def scaled_side(shape: tuple[int, int], scale: float) -> tuple[int, int]:
+    """The size an image of ``shape`` has once resized by ``scale`` (what tiled inference cuts)."""
+    return shape if scale == 1.0 else (max(8, round(shape[0] * scale)), max(8, round(shape[1] * scale)))
+
+
+def scaled_tile_boxes(shape: tuple[int, int], tile: int, overlap: int, scale: float = 1.0
+                      ) -> list[tuple[int, int, int, int]]:
+    """:func:`tile_boxes` of the image resized by ``scale``, in the pixels of the image of ``shape``
+    (each box widened to whole pixels)."""
+    side = scaled_side(shape, scale)
+    fy, fx = shape[0] / side[0], shape[1] / side[1]
+    return [(int(np.floor(y0 * fy)), int(np.floor(x0 * fx)), min(shape[0], int(np.ceil(y1 * fy))),
+             min(shape[1], int(np.ceil(x1 * fx)))) for y0, x0, y1, x1 in tile_boxes(side, tile, overlap)]
 
 
 SCALE_RANGE = (0.125, 4.0)   # --scale auto never resizes by more than this (DSB2018 medians: 7-94 px)

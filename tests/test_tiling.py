@@ -253,3 +253,24 @@ def test_seam_splits_against_a_count_by_hand():
     assert cut_instances(gt, tile_boxes(gt.shape, 40, 10)) == [1]
     assert split_instances(pred, gt) == [1, 2]
     assert seam_splits(pred, gt, 40, 10) == {"instances": 3, "cut": 1, "split_at_seam": 1, "split_elsewhere": 1}
+
+
+def test_the_grid_of_a_resized_image_in_the_images_pixels():
+    """An 80 x 140 image resized by 0.5 is 40 x 70, cut into tiles of 40 overlapping by 10: origins
+    x = 0, 30 there, so x = 0..80 and 60..140 here (the strip x = 60..80). Instance 1 crosses the
+    strip (cut), instances 2 and 3 lie in one tile each; at scale 1 the grid of 40-px tiles on the
+    full image (x origins 0, 30, 60, 90, 100) cuts 2 (x = 45..75) as well."""
+    from rsis_lite.tiling import cut_instances, scaled_tile_boxes, seam_splits
+
+    assert scaled_tile_boxes((80, 140), 40, 10, 0.5) == [(0, 0, 80, 80), (0, 60, 80, 140)]
+    assert scaled_tile_boxes((80, 140), 40, 10) == tile_boxes((80, 140), 40, 10)
+    gt = np.zeros((80, 140), np.int64)
+    gt[10:30, 40:100] = 1
+    gt[40:55, 45:75] = 2
+    gt[60:72, 62:76] = 3
+    assert cut_instances(gt, scaled_tile_boxes(gt.shape, 40, 10, 0.5)) == [1]
+    assert cut_instances(gt, tile_boxes(gt.shape, 40, 10)) == [1, 2]
+    pred = gt.copy()
+    pred[10:30, 70:100] = 4                               # instance 1 in two halves
+    assert seam_splits(pred, gt, 40, 10, scale=0.5) == {"instances": 3, "cut": 1, "split_at_seam": 1,
+                                                        "split_elsewhere": 0}

@@ -60,8 +60,7 @@ def _checkpoint(args: argparse.Namespace) -> dict:
     refuse_unlabelled(setup.dataset, "evaluate")
     _guard_json(args, option_inputs(args, options) + dataset_inputs(setup.dataset))
     preds = predict_full(setup.system, setup.dataset, options, device=device, progress=True)
-    same_scale = options.scale is None or options.scale == 1.0
-    tiles = (int(options.tile), int(options.tile_overlap)) if options.tile and same_scale else None
+    tiles = (int(options.tile), int(options.tile_overlap)) if options.tile else None
     result = score_predictions(setup, preds, with_scores=not options.tile, tiles=tiles)
     result["checkpoint"] = str(args.checkpoint)
     if options.crf is not None:

@@ -69,6 +69,7 @@ class Prediction(NamedTuple):
     conf: np.ndarray        # (T_run,) per-step stop probability ("there is an instance")
     steps: np.ndarray       # (K,) step index that produced instance k+1
     classes: np.ndarray | None = None  # (K,) class id 1..C of instance k+1 (systems with classes)
+    scale: float = 1.0      # by tiles: the factor the image was resized by before it was cut (--scale)
 
 
 class StepOut(NamedTuple):
