@@ -113,6 +113,8 @@ def validate_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike, need_trai
         d = data.get("object_size")
         if d is not None and not (isinstance(d, (int, float)) and not isinstance(d, bool) and 0 < d <= MAX_SIDE):
             bad.append(f"data.object_size {d!r} (need a diameter in (0, {MAX_SIDE}] pixels)")
+        if data.get("intensity") not in (None, "dark_background"):
+            bad.append(f"data.intensity {data.get('intensity')!r} (need \"dark_background\" or nothing)")
         if data.get("scale") not in (None, "auto"):
             bad.append(f"data.scale {data.get('scale')!r} (need \"auto\" or nothing)")
         elif data.get("scale") == "auto" and d is None:

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from rsis_lite.checkpoint import load_checkpoint, state_is_finite, validate_checkpoint
 from rsis_lite.config import PROFILES, get_profile
 from rsis_lite.crf import CRFParams, refine_predictions
-from rsis_lite.data.images import resize_image
+from rsis_lite.data.images import INTENSITY_RULES, dark_background, resize_image
 from rsis_lite.data.instances import check_overlap, resize_labels
 from rsis_lite.data.io import write_label
 from rsis_lite.data.registry import DataOptions, max_instances
@@ -64,6 +64,7 @@ class InferenceOptions:
     tile_overlap: int = 32          # pixels shared by neighbouring tiles
     scale: float | str | None = None   # resize whole images by this before tiling; "auto": the trained object size
     object_size: float | None = None   # median object diameter of the training images (the checkpoint's data)
+    intensity: str | None = None    # "dark_background": each image shown as training showed it (the checkpoint's data)
 
     def __post_init__(self) -> None:
         check_tta(self.tta)
@@ -71,6 +72,8 @@ class InferenceOptions:
             tile_origins(max(int(self.tile), 8), int(self.tile), int(self.tile_overlap))   # checks the pair
         if self.scale not in (None, "auto") and not 0.0 < float(self.scale) <= MAX_SCALE:
             raise ConfigError(f"--scale must be auto or a number in (0, {MAX_SCALE:g}], got {self.scale}")
+        if self.intensity not in (None, *INTENSITY_RULES):
+            raise ConfigError(f"intensity must be one of {', '.join(INTENSITY_RULES)} or None, got {self.intensity!r}")
         if self.fuse is not None:
             check_fuse(self.fuse)
             if self.tta == "none":
@@ -105,6 +108,8 @@ class InferenceOptions:
             out += f", each image resized so that its objects measure about {self.object_size:.0f} px (--scale auto)"
         elif self.scale is not None and float(self.scale) != 1.0:
             out += f", images resized by {float(self.scale):g} first"
+        if self.intensity == "dark_background":
+            out += ", each image shown as grey nuclei on a dark background, as in training"
         return out
 
 
@@ -192,7 +197,7 @@ def predict_full(system: System | str | Path, dataset, options: InferenceOptions
                 for i in tqdm(idx, disable=not progress, desc="predict (tiles)")]
     for start in tqdm(range(0, len(idx), batch_size), disable=not progress, desc="predict"):
         chunk = idx[start:start + batch_size]
-        items = {i: dataset[i][0] for i in chunk}                              # each (3, H, W)
+        items = {i: _look(dataset[i][0], opts) for i in chunk}                 # each (3, H, W)
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i in chunk:                                                        # images of one size per batch
             by_shape.setdefault(tuple(items[i].shape), []).append(i)
@@ -212,12 +217,17 @@ def predict_full(system: System | str | Path, dataset, options: InferenceOptions
     return out
 
 
+def _look(image: torch.Tensor, opts: InferenceOptions) -> torch.Tensor:
+    """``image`` (3, H, W) as the checkpoint's training showed images (``opts.intensity``)."""
+    return dark_background(image) if opts.intensity == "dark_background" else image
+
+
 def _predict_tiled_item(system: System, dataset, i: int, opts: InferenceOptions, max_steps: int,
                         device) -> tuple[np.ndarray, Prediction]:
     """Image i predicted by tiles (:func:`rsis_lite.tiling.predict_tiled`), its label map resized to
     the image's original size; the Prediction holds the merged labels, one score per instance
     (the tiles' own scores are not carried across the merge: 1.0) and the scale of the last pass."""
-    image = dataset[i][0].to(device)                                       # (3, H, W)
+    image = _look(dataset[i][0], opts).to(device)                           # (3, H, W)
     scale = 1.0 if opts.scale in (None, "auto") else float(opts.scale)
     lab = _tiled_at_scale(system, image, scale, opts, max_steps)          # (H, W)
     for _ in range(AUTO_PASSES - 1 if opts.scale == "auto" else 0):
@@ -346,7 +356,8 @@ def options_for(options: InferenceOptions, setup: Setup, tile_overlap: int | Non
     and the object size its training images had (for ``--scale auto``; the default when training
     brought every image to that size, ``train --object-size``); checks ``--scale``."""
     trained = setup.ckpt.get("data") or {}
-    opts = options.with_(max_steps=setup.cap, object_size=trained.get("object_size"))
+    opts = options.with_(max_steps=setup.cap, object_size=trained.get("object_size"),
+                         intensity=trained.get("intensity"))
     if opts.scale is None and trained.get("scale") == "auto":   # trained on images brought to one object size
         opts = opts.with_(scale="auto")
     if opts.tile is None and setup.tile:         # trained on crops: whole images go by tiles

@@ -60,7 +60,7 @@ def config_differences(stored: dict[str, Any], new: dict[str, Any]) -> list[str]
 
 
 # What a checkpoint records of its data that a resumed run must keep (the profile name may differ).
-DATA_KEYS = ("kind", "split", "size", "max_instances", "num_classes", "style", "crop", "scale")
+DATA_KEYS = ("kind", "split", "size", "max_instances", "num_classes", "style", "crop", "scale", "intensity")
 
 
 def data_differences(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -438,6 +438,7 @@ class TrainOptions:
     refine: int | None = None                # grow the model by a refinement block (System.with_refinement)
     crop: tuple[int, int] | None = None      # train on random crops of this size of images at their own size
     object_size: float | None = None         # with crop: resize each image so its median object measures this (px)
+    intensity: str | None = None             # with crop: "dark_background" (rsis_lite.data.images.dark_background)
 
 
 class Terminated(KeyboardInterrupt):
@@ -451,9 +452,9 @@ def _datasets(opts: TrainOptions, prof, size):
         whole = data.with_(seed=None, num=None).load(prof, None, native=True)
         val_whole = (data.with_(split="val", seed=None, num=None).load(prof, None, native=True)
                      if data.split == "train" else None)
-        train_ds = RandomCrops(whole, opts.crop, seed=opts.train_seed, object_size=opts.object_size)
-        val_ds = (RandomCrops(val_whole, opts.crop, n=min(prof.n_val, 64), seed=VAL_SEED, object_size=opts.object_size)
-                  if val_whole else None)
+        look = dict(object_size=opts.object_size, intensity=opts.intensity)
+        train_ds = RandomCrops(whole, opts.crop, seed=opts.train_seed, **look)
+        val_ds = RandomCrops(val_whole, opts.crop, n=min(prof.n_val, 64), seed=VAL_SEED, **look) if val_whole else None
         return train_ds, val_ds, False
     if data.kind in ("leaves", "garden"):      # rendered on demand; train and val scenes of one style
         train_ds = data.load(prof, size, num=data.num or 10_000_000)
@@ -534,9 +535,10 @@ def _build_trainer(opts: TrainOptions, device: torch.device, rank: int) -> Train
     size = tuple(opts.size) if opts.size else (tuple(prof.cvppp_size) if opts.data.kind == "cvppp" else None)
     if opts.crop:
         size = tuple(opts.crop)
-    elif opts.object_size:
-        raise ConfigError("--object-size brings training images to one object size before cutting crops; "
-                          "add --crop H W, or leave --object-size out")
+    elif opts.object_size or opts.intensity:
+        flag = "--object-size" if opts.object_size else "--intensity"
+        raise ConfigError(f"{flag} changes whole training images before crops are cut from them; "
+                          f"add --crop H W, or leave {flag} out")
     train_ds, val_ds, cache = _datasets(opts, prof, size)
     refuse_unlabelled(getattr(train_ds, "dataset", train_ds), "train")
     inputs = dataset_inputs(getattr(train_ds, "dataset", train_ds))
@@ -548,6 +550,8 @@ def _build_trainer(opts: TrainOptions, device: torch.device, rank: int) -> Train
             spec["object_size"], spec["scale"] = float(opts.object_size), "auto"
         else:
             spec["object_size"] = training_object_size(train_ds.dataset)    # for predict --scale auto
+        if opts.intensity:                       # and every image was shown this way: predict shows them so too
+            spec["intensity"] = opts.intensity
     model_cfg, cfg = cls.recipe(prof, {**spec, "fine_tune": bool(opts.init)}, steps=opts.steps,
                                 batch_size=opts.batch_size, lr=opts.lr, time_budget_min=opts.time_budget)
     cfg.seed = opts.train_seed

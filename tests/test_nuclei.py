@@ -222,10 +222,10 @@ def test_an_object_size_run_predicts_at_that_size_by_default(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "--object-size" in err and "Traceback" not in err
     assert not (tmp_path / "x.pt").exists()
-    ck["data"]["scale"] = "twice"
-    torch.save(ck, tmp_path / "bad.pt")
-    with pytest.raises(inf.CheckpointError, match="data.scale"):
-        inf.load_system(tmp_path / "bad.pt")
+    for key, value in (("scale", "twice"), ("intensity", "sepia")):
+        torch.save({**ck, "data": {**ck["data"], key: value}}, tmp_path / "bad.pt")
+        with pytest.raises(inf.CheckpointError, match=f"data.{key}"):
+            inf.load_system(tmp_path / "bad.pt")
 
 
 def test_scale_auto_measures_again_when_the_first_pass_is_far_off(monkeypatch):
@@ -272,3 +272,51 @@ def test_num_takes_the_first_images_of_a_folder_split():
     two = load_dataset("nuclei", split="val", native=True, num=2)
     assert len(full) > 2 and two.ids == full.ids[:2]
     assert load_dataset("nuclei", split="val", native=True, num=10_000).ids == full.ids
+
+
+def test_dark_background_against_numpy():
+    """A bright-field-like image (light background, dark nuclei) comes out inverted and stretched
+    between its 1st and 99.5th percentiles, grey on three channels; a fluorescence-like one is only
+    stretched. The reference is written with numpy."""
+    from rsis_lite.data.images import dark_background, dark_background_params
+
+    rng = np.random.default_rng(0)
+    gt = discs((64, 80), [(20, 20), (40, 60)], 8)
+    for bright in (True, False):
+        base = np.where(gt > 0, 0.25, 0.85) if bright else np.where(gt > 0, 0.30, 0.02)
+        rgb = np.clip(base[None] + rng.normal(0, 0.03, (3, 64, 80)), 0, 1).astype(np.float32)
+        grey = rgb.mean(0)
+        invert = grey.mean() > 0.5
+        assert invert == bright and dark_background_params(torch.from_numpy(rgb))[0] == bright
+        g = 1 - grey if invert else grey
+        lo, hi = np.quantile(g, [0.01, 0.995])
+        want = np.clip((g - lo) / (hi - lo), 0, 1)
+        got = dark_background(torch.from_numpy(rgb)).numpy()
+        assert got.shape == (3, 64, 80) and np.allclose(got[0], got[2])
+        assert np.allclose(got[0], want, atol=1e-4)
+        assert got[0][gt > 0].mean() > got[0][gt == 0].mean() + 0.5          # nuclei bright on dark
+
+
+def test_an_intensity_run_shows_images_as_in_training(tmp_path, capsys, monkeypatch):
+    """train --intensity stores the rule; predict applies it to the whole image before tiling."""
+    import rsis_lite.inference as inf
+    from rsis_lite.data.images import dark_background
+
+    ckpt = tmp_path / "d.pt"
+    assert main(["train", "--model", "ris", "--data", "nuclei", "--crop", "48", "48", "--intensity",
+                 "dark_background", "--steps", "1", "--batch-size", "2", "--precision", "fp32", "--out", str(ckpt)]) == 0
+    assert torch.load(ckpt, weights_only=True)["data"]["intensity"] == "dark_background"
+    setup = inf.prepare(str(ckpt), inf.DataOptions(kind="nuclei", split="val"), tiled=True)
+    opts = inf.options_for(inf.InferenceOptions(), setup)
+    assert opts.intensity == "dark_background"
+    shown = []
+    monkeypatch.setattr(inf, "predict_tiled", lambda system, img, *a, **k: shown.append(img.clone())
+                        or np.zeros(img.shape[-2:], np.int64))
+    inf.predict_full(setup.system, setup.dataset, opts.with_(max_steps=2))
+    assert len(shown) == len(setup.dataset)
+    assert all(torch.allclose(s, dark_background(setup.dataset[i][0])) for i, s in enumerate(shown))
+    assert main(["train", "--model", "ris", "--data", "nuclei", "--steps", "1", "--intensity", "dark_background",
+                 "--out", str(tmp_path / "x.pt")]) == 2
+    assert "--intensity" in capsys.readouterr().err
+    with pytest.raises(inf.ConfigError, match="intensity"):
+        inf.InferenceOptions(intensity="sepia")

@@ -5,6 +5,7 @@ import argparse
 
 from rsis_lite.commands.args import (PRECISION_HELP, add_data_args, batch_size, channel_count, data_options,
                                      learning_rate, minutes, nonneg_int, object_size, side, step_count)
+from rsis_lite.data.images import INTENSITY_RULES
 from rsis_lite.systems import names
 from rsis_lite.train import TrainOptions, train
 from rsis_lite.validate import check_output_file
@@ -41,6 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --crop: resize each training image so that its median object measures D pixels "
                         "across before cutting crops (DSB2018 nuclei: 16); predict and evaluate then bring each "
                         "image to that size by themselves (--scale auto)")
+    p.add_argument("--intensity", choices=INTENSITY_RULES, default=None,
+                   help="with --crop: show every image as grey nuclei on a dark background (bright images "
+                        "inverted, contrast stretched: rsis_lite.data.images.dark_background); predict and "
+                        "evaluate then show each image so by themselves")
     p.add_argument("--out", required=True, help="checkpoint path (written atomically)")
 
 
@@ -50,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
                         size=tuple(args.size) if args.size else None, device=args.device, steps=args.steps,
                         time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
                         precision=args.precision, train_seed=args.train_seed, init=args.init, refine=args.refine,
-                        crop=tuple(args.crop) if args.crop else None, object_size=args.object_size)
+                        crop=tuple(args.crop) if args.crop else None, object_size=args.object_size,
+                        intensity=args.intensity)
     train(opts)
     return 0

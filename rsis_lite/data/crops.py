@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rsis_lite.data.images import dark_background, dark_background_params
 from rsis_lite.data.instances import equivalent_diameters, relabel_sequential
 from rsis_lite.errors import DataError
 
@@ -59,18 +60,21 @@ class RandomCrops:
     image is padded with background when it is smaller). With ``object_size`` the window is taken
     from the image resized by ``object_size / (its median equivalent diameter)`` (clipped to
     :data:`SCALE_LIMITS`): a window of ``size / scale`` pixels is cut and resized to ``size``, so the
-    whole image is never resized. Labels are relabelled 1..K inside the crop; a crop keeps at most
-    ``max_instances`` instances (the largest), the rest become background, so the model's unroll
-    stays bounded."""
+    whole image is never resized. With ``intensity="dark_background"`` each crop is shown as
+    :func:`rsis_lite.data.images.dark_background` shows its whole image. Labels are relabelled 1..K
+    inside the crop; a crop keeps at most ``max_instances`` instances (the largest), the rest become
+    background, so the model's unroll stays bounded."""
 
     def __init__(self, dataset, size: tuple[int, int], n: int = 10_000_000, seed: int = 0,
-                 max_instances: int = 30, object_size: float | None = None) -> None:
+                 max_instances: int = 30, object_size: float | None = None, intensity: str | None = None) -> None:
         if len(dataset) == 0:
             raise DataError("no images to crop from; check --root / --split")
         self.dataset, self.size, self.n, self.seed = dataset, (int(size[0]), int(size[1])), int(n), int(seed)
         self.max_instances = int(max_instances)
         self.object_size = float(object_size) if object_size else None
+        self.intensity = intensity
         self._scales: dict[int, float] = {}
+        self._looks: dict[int, tuple[bool, float, float]] = {}
         self.ids = [f"crop{k:08d}" for k in range(min(self.n, 1000))]
         self.kwargs = {"max_leaves": self.max_instances}          # what max_instances() reads
 
@@ -101,6 +105,10 @@ class RandomCrops:
         y = int(rng.integers(image.shape[1] - wh + 1))
         x = int(rng.integers(image.shape[2] - ww + 1))
         crop, lab = image[:, y:y + wh, x:x + ww], labels[y:y + wh, x:x + ww]   # (3, wh, ww), (wh, ww)
+        if self.intensity == "dark_background":                  # the whole image's look, not the crop's
+            if i not in self._looks:
+                self._looks[i] = dark_background_params(image)
+            crop = dark_background(crop, self._looks[i])         # (3, wh, ww)
         if (wh, ww) != (h, w):
             crop = torch.nn.functional.interpolate(crop[None], size=(h, w), mode="bilinear", align_corners=False,
                                                    antialias=scale < 1)[0].clamp(0, 1)      # (3, h, w)

@@ -40,6 +40,35 @@ def resize_image(image: Tensor, size: tuple[int, int] | None) -> Tensor:
     return out.clamp_(0.0, 1.0)
 
 
+INTENSITY_RULES = ("dark_background",)    # train --intensity: how an image is brought to one look
+
+
+def dark_background_params(image: Tensor) -> tuple[bool, float, float]:
+    """(invert, low, high) of :func:`dark_background` for ``image`` (3, H, W) in [0, 1]: invert when
+    the grey image is bright on average (bright-field, stained tissue), then stretch its 1st to
+    99.5th percentile over [0, 1] (fluorescence images are often very dark)."""
+    gray = image.float().mean(0).flatten()                                  # (H * W,)
+    gray = gray[::max(1, gray.numel() // 1_000_000)]                        # quantile() has a size limit
+    invert = bool(gray.mean() > 0.5)
+    if invert:
+        gray = 1.0 - gray
+    low, high = torch.quantile(gray, torch.tensor([0.01, 0.995])).tolist()
+    return invert, float(low), float(high)
+
+
+def dark_background(image: Tensor, params: tuple[bool, float, float] | None = None) -> Tensor:
+    """``image`` (3, H, W) in [0, 1] as a grey image with a dark background and bright objects,
+    contrast stretched, repeated on 3 channels (3, H, W): what nuclei look like under fluorescence,
+    whatever the microscope. ``params``: :func:`dark_background_params` of the whole image (a crop
+    must use its image's, not its own)."""
+    invert, low, high = params if params is not None else dark_background_params(image)
+    gray = image.float().mean(0)                                            # (H, W)
+    if invert:
+        gray = 1.0 - gray
+    gray = ((gray - low) / max(high - low, 1e-3)).clamp(0.0, 1.0)           # (H, W)
+    return gray.expand(3, -1, -1).contiguous()                              # (3, H, W)
+
+
 def _check_header(path: Path) -> tuple[int, int]:
     """(H, W) from the file's header; unreadable, empty or too large files are a DataError naming it."""
     try:
