@@ -320,3 +320,44 @@ def test_an_intensity_run_shows_images_as_in_training(tmp_path, capsys, monkeypa
     assert "--intensity" in capsys.readouterr().err
     with pytest.raises(inf.ConfigError, match="intensity"):
         inf.InferenceOptions(intensity="sepia")
+
+
+SHIPPED_NUCLEI = ["attention"]                       # data/checkpoints/<system>_nuclei_quick.pt
+
+
+@pytest.mark.parametrize("system", SHIPPED_NUCLEI)
+def test_a_shipped_nuclei_checkpoint_on_a_whole_image(system, tmp_path):
+    """The shipped file, through `evaluate` with no flag, on one whole 256 x 256 validation image
+    with 92 nuclei (data/nuclei_whole, never trained on): tiles and the scale rule come from the
+    checkpoint, the count is within 20 % and the DSB2018 score (recomputed here from the written
+    label map by brute force) is clearly above chance."""
+    import json
+    import shutil
+
+    from rsis_lite.checkpoint import shipped_checkpoint
+    from rsis_lite.data.registry import nuclei_root
+
+    src = nuclei_root().parent / "nuclei_whole"
+    name = "f6863b83d75e5927b30e2e326405b588293283c25aaef2251b30c343296b9cb1.png"
+    for sub in ("images", "labels"):
+        (tmp_path / "one" / sub).mkdir(parents=True)
+        shutil.copy(src / sub / name, tmp_path / "one" / sub / name)
+    ckpt = shipped_checkpoint(system, "quick", "nuclei")
+    assert main(["predict", "--checkpoint", str(ckpt), "--data", "folder", "--root", str(tmp_path / "one"),
+                 "--out", str(tmp_path / "pred")]) == 0
+    pred, gt = read_label(tmp_path / "pred" / name).numpy(), read_label(src / "labels" / name).numpy()
+    n = int(gt.max())
+    assert abs(int(pred.max()) - n) <= 0.2 * n
+    ious = np.zeros((int(pred.max()), n))
+    for i in range(1, int(pred.max()) + 1):
+        for j in range(1, n + 1):
+            a, b = pred == i, gt == j
+            ious[i - 1, j - 1] = (a & b).sum() / (a | b).sum()
+    scores = []
+    for t in np.arange(0.5, 1.0, 0.05):          # IoU > 0.5 matches are unique: no assignment needed
+        tp = int((ious > t).any(0).sum())
+        scores.append(tp / (tp + (int(pred.max()) - tp) + (n - tp)))
+    assert np.mean(scores) >= 0.15
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--data", "folder", "--root", str(tmp_path / "one"),
+                 "--json", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["DSB"] == pytest.approx(np.mean(scores), abs=1e-6)
