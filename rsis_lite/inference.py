@@ -29,7 +29,8 @@ from rsis_lite.errors import CheckpointError, ConfigError, RsisError
 from rsis_lite.fileio import atomic_write_text
 from rsis_lite.metrics import image_scores, summarize
 from rsis_lite.systems import Prediction, System, build, get_system
-from rsis_lite.tiling import AUTO_PASSES, SCALE_TOLERANCE, measured_scale, predict_tiled, scaled_side, tile_origins
+from rsis_lite.tiling import (AUTO_PASSES, SCALE_TOLERANCE, measured_scale, median_object_size, predict_tiled,
+                              scaled_side, tile_origins)
 from rsis_lite.tta import VIEWS, check_fuse, check_tta, tta_predict
 
 __all__ = ["CAP_MARGIN", "DEFAULT_CAP", "InferenceOptions", "Prediction", "Setup", "default_input_size",
@@ -230,13 +231,8 @@ def _predict_tiled_item(system: System, dataset, i: int, opts: InferenceOptions,
     image = _look(dataset[i][0], opts).to(device)                           # (3, H, W)
     scale = 1.0 if opts.scale in (None, "auto") else float(opts.scale)
     lab = _tiled_at_scale(system, image, scale, opts, max_steps)          # (H, W)
-    for _ in range(AUTO_PASSES - 1 if opts.scale == "auto" else 0):
-        # the objects found, measured at the image's own size, give the factor afresh; a model far
-        # from its trained size mis-measures them, so the next pass at a closer size measures again
-        new = measured_scale(float(opts.object_size), lab)
-        if new is None or 1 / SCALE_TOLERANCE <= new / scale <= SCALE_TOLERANCE:
-            break
-        scale, lab = new, _tiled_at_scale(system, image, new, opts, max_steps)
+    if opts.scale == "auto":
+        scale, lab = _auto_passes(system, image, opts, max_steps, lab)
     labels = torch.from_numpy(lab)
     if hasattr(dataset, "original_size"):
         labels = resize_labels(labels, tuple(dataset.original_size(i)))
@@ -244,6 +240,33 @@ def _predict_tiled_item(system: System, dataset, i: int, opts: InferenceOptions,
     pred = Prediction(torch.from_numpy(lab), np.ones(k, np.float32), torch.zeros(0, *lab.shape),
                       np.zeros(0, np.float32), np.arange(k, dtype=np.int64), scale=scale)
     return labels.numpy().astype(np.int64), pred
+
+
+def _auto_passes(system: System, image: torch.Tensor, opts: InferenceOptions, max_steps: int,
+                 first: np.ndarray) -> tuple[float, np.ndarray]:
+    """``--scale auto`` after a first pass ``first`` at scale 1: (scale, label map (H, W)).
+
+    Each pass measures the median object found, in the image's own pixels, and the next pass runs
+    at the factor that brings it to the trained size; a model far from its trained size measures
+    badly, so a pass at a closer size measures again (up to :data:`AUTO_PASSES` passes, until the
+    factor settles within :data:`SCALE_TOLERANCE`). A model that breaks objects into fragments
+    measures them smaller at every pass and would run away, so the pass kept is the one whose
+    objects, at the size the model saw them, came closest to the trained size."""
+    trained = float(opts.object_size)
+    scale, lab = 1.0, first
+
+    def miss(labels: np.ndarray, s: float) -> float:                  # |log(found at the model's size / trained)|
+        found = median_object_size([labels])
+        return abs(np.log(found * s / trained)) if found else np.inf
+
+    best = (miss(lab, scale), scale, lab)
+    for _ in range(AUTO_PASSES - 1):
+        new = measured_scale(trained, lab)
+        if new is None or 1 / SCALE_TOLERANCE <= new / scale <= SCALE_TOLERANCE:
+            break
+        scale, lab = new, _tiled_at_scale(system, image, new, opts, max_steps)
+        best = min(best, (miss(lab, scale), scale, lab), key=lambda b: b[0])
+    return best[1], best[2]
 
 
 def _tiled_at_scale(system: System, image: torch.Tensor, scale: float, opts: InferenceOptions,

@@ -33,7 +33,9 @@ image whose objects are much larger or smaller is resized before tiling (``--sca
 ``--scale auto`` (the default after ``--object-size``): predict once at scale 1, measure the median
 size of what was found (:func:`measured_scale`), and predict again at the ratio when it is off by
 more than 25 %; up to :data:`AUTO_PASSES` passes, as a model far from its trained size measures
-badly and a pass at a closer size measures again.
+badly and a pass at a closer size measures again. The pass kept is the one whose objects, at the
+size the model saw them, came closest to the trained size (a model that breaks objects into
+fragments would otherwise scale up at every pass).
 
 Why it works for objects larger than the overlap: the object is cut in both tiles, but their shared
 strip sees the same part of it in both, so the parts agree there and are joined; what each tile

@@ -361,3 +361,32 @@ def test_a_shipped_nuclei_checkpoint_on_a_whole_image(system, tmp_path):
     assert main(["evaluate", "--checkpoint", str(ckpt), "--data", "folder", "--root", str(tmp_path / "one"),
                  "--json", str(tmp_path / "e.json")]) == 0
     assert json.loads((tmp_path / "e.json").read_text())["DSB"] == pytest.approx(np.mean(scores), abs=1e-6)
+
+
+def test_scale_auto_keeps_the_pass_closest_to_the_trained_size(monkeypatch):
+    """A model that shatters objects into 3 x 3 px fragments when it sees them larger than 16 px:
+    discs of 14 px and a trained size of 20. Pass 1 (scale 1) finds the discs (14 px, 0.36 from
+    20 in log); pass 2 at 20/14 = 1.43 shows them at 20 px and gets fragments, which measure 3 px
+    at that size (1.9 off); pass 3 would scale up further. The discs of pass 1 are kept."""
+    from scipy import ndimage
+
+    import rsis_lite.inference as inf
+
+    centres = [(30, 30), (30, 90), (90, 40), (90, 100)]
+    gt = discs((128, 128), centres, 7)
+    image = torch.from_numpy(np.repeat((gt > 0)[None].astype(np.float32), 3, 0))   # (3, 128, 128)
+    shown = []
+
+    def fake_tiled(system, img, *a, **k):
+        shown.append(tuple(img.shape[-2:]))
+        lab, n = ndimage.label(img[0].numpy() > 0.5)
+        if img.shape[-1] <= 128:
+            return lab
+        grid = (np.arange(img.shape[-2])[:, None] // 4) * 1000 + np.arange(img.shape[-1])[None] // 4
+        return np.where(lab > 0, grid + 1, 0)                       # 4 x 4 fragments
+
+    monkeypatch.setattr(inf, "predict_tiled", fake_tiled)
+    opts = inf.InferenceOptions(max_steps=10, tile=48, tile_overlap=16, scale="auto", object_size=20.0)
+    (lab, pred), = inf.predict_full(Blobs(), [(image, torch.from_numpy(gt))], opts)
+    assert len(shown) >= 2 and shown[0] == (128, 128) and shown[1][0] > 128
+    assert pred.scale == 1.0 and int(lab.max()) == 4
