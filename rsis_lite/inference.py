@@ -242,6 +242,9 @@ def _predict_tiled_item(system: System, dataset, i: int, opts: InferenceOptions,
     return labels.numpy().astype(np.int64), pred
 
 
+COUNT_DRIFT = 2.0    # --scale auto: a pass finding more than twice (or under half) the first pass's count is not kept
+
+
 def _auto_passes(system: System, image: torch.Tensor, opts: InferenceOptions, max_steps: int,
                  first: np.ndarray) -> tuple[float, np.ndarray]:
     """``--scale auto`` after a first pass ``first`` at scale 1: (scale, label map (H, W)).
@@ -250,14 +253,19 @@ def _auto_passes(system: System, image: torch.Tensor, opts: InferenceOptions, ma
     at the factor that brings it to the trained size; a model far from its trained size measures
     badly, so a pass at a closer size measures again (up to :data:`AUTO_PASSES` passes, until the
     factor settles within :data:`SCALE_TOLERANCE`). A model that breaks objects into fragments
-    measures them smaller at every pass and would run away, so the pass kept is the one whose
-    objects, at the size the model saw them, came closest to the trained size."""
+    measures them smaller at every pass and would run away (drawing ever more objects of the trained
+    size), so the pass kept is the one whose objects, at the size the model saw them, came closest
+    to the trained size, among the passes that found between half and twice as many objects as the
+    first (the image's nuclei do not multiply with the scale)."""
     trained = float(opts.object_size)
     scale, lab = 1.0, first
+    n_first = int(first.max())
 
     def miss(labels: np.ndarray, s: float) -> float:                  # |log(found at the model's size / trained)|
         found = median_object_size([labels])
-        return abs(np.log(found * s / trained)) if found else np.inf
+        if not found or not n_first / COUNT_DRIFT <= int(labels.max()) <= COUNT_DRIFT * n_first:
+            return np.inf
+        return abs(np.log(found * s / trained))
 
     best = (miss(lab, scale), scale, lab)
     for _ in range(AUTO_PASSES - 1):
@@ -265,7 +273,7 @@ def _auto_passes(system: System, image: torch.Tensor, opts: InferenceOptions, ma
         if new is None or 1 / SCALE_TOLERANCE <= new / scale <= SCALE_TOLERANCE:
             break
         scale, lab = new, _tiled_at_scale(system, image, new, opts, max_steps)
-        best = min(best, (miss(lab, scale), scale, lab), key=lambda b: b[0])
+        best = min(best, (miss(lab, scale), scale, lab), key=lambda b: b[0])   # ties: the earlier pass
     return best[1], best[2]
 
 

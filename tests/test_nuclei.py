@@ -322,7 +322,9 @@ def test_an_intensity_run_shows_images_as_in_training(tmp_path, capsys, monkeypa
         inf.InferenceOptions(intensity="sepia")
 
 
-SHIPPED_NUCLEI = ["attention"]                       # data/checkpoints/<system>_nuclei_quick.pt
+# data/checkpoints/<system>_nuclei_quick.pt -> the least DSB2018 score on the image below (measured:
+# attention 0.204, RSIS 0.104; an untrained model scores 0.00)
+SHIPPED_NUCLEI = {"attention": 0.15, "rsis": 0.07}
 
 
 @pytest.mark.parametrize("system", SHIPPED_NUCLEI)
@@ -357,7 +359,7 @@ def test_a_shipped_nuclei_checkpoint_on_a_whole_image(system, tmp_path):
     for t in np.arange(0.5, 1.0, 0.05):          # IoU > 0.5 matches are unique: no assignment needed
         tp = int((ious > t).any(0).sum())
         scores.append(tp / (tp + (int(pred.max()) - tp) + (n - tp)))
-    assert np.mean(scores) >= 0.15
+    assert np.mean(scores) >= SHIPPED_NUCLEI[system]
     assert main(["evaluate", "--checkpoint", str(ckpt), "--data", "folder", "--root", str(tmp_path / "one"),
                  "--json", str(tmp_path / "e.json")]) == 0
     assert json.loads((tmp_path / "e.json").read_text())["DSB"] == pytest.approx(np.mean(scores), abs=1e-6)
