@@ -227,7 +227,7 @@ def _predict_tiled_item(system: System, dataset, i: int, opts: InferenceOptions,
                         device) -> tuple[np.ndarray, Prediction]:
     """Image i predicted by tiles (:func:`rsis_lite.tiling.predict_tiled`), its label map resized to
     the image's original size; the Prediction holds the merged labels, one score per instance
-    (the tiles' own scores are not carried across the merge: 1.0) and the scale of the last pass."""
+    (the tiles' own scores are not carried across the merge: 1.0) and the scale of the pass kept."""
     image = _look(dataset[i][0], opts).to(device)                           # (3, H, W)
     scale = 1.0 if opts.scale in (None, "auto") else float(opts.scale)
     lab = _tiled_at_scale(system, image, scale, opts, max_steps)          # (H, W)
