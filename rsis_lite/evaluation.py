@@ -44,6 +44,14 @@ def _read_label(path: Path) -> np.ndarray:
     return read_label(path).numpy().astype(np.int64, copy=False)
 
 
+def relative_count_error(per_image: dict[str, dict[str, float]], gts: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Mean and median over the images with at least one true instance of |DiC| / (true count), from
+    ``per_image`` (each with ``DiC``, in the order of ``gts``); None where no image has one."""
+    rel = [abs(r["DiC"]) / n for r, n in zip(per_image.values(), (len(np.unique(g[g > 0])) for g in gts)) if n]
+    return {"rel_abs_DiC": float(np.mean(rel)) if rel else None,
+            "rel_abs_DiC_median": float(np.median(rel)) if rel else None}
+
+
 def evaluate_pairs(names: Sequence[str], preds: Sequence[Any], gts: Sequence[Any],
                    scores: Sequence[Any] | None = None, pred_classes: Sequence[Any] | None = None,
                    gt_classes: Sequence[Any] | None = None) -> dict[str, Any]:
@@ -61,6 +69,7 @@ def evaluate_pairs(names: Sequence[str], preds: Sequence[Any], gts: Sequence[Any
     result: dict[str, Any] = {"mean": stats["mean"], "std": stats["std"], "per_image": per_image,
                               "missing": [], "n_images": len(per_image),
                               "DSB": float(np.mean([dsb_score(p, g) for p, g in zip(preds, gts)])) if preds else math.nan}
+    result.update(relative_count_error(per_image, gts))
     if scores is not None:
         result["AP"] = average_precision(list(zip(preds, scores)), gts)
     if pred_classes is not None and gt_classes is not None:
@@ -206,6 +215,9 @@ def format_table(result: dict[str, Any], per_image: bool = True) -> str:
     out.append(line(rows[-1]))
     if "DSB" in result:
         out.append(f"DSB2018 score {_fmt('SBD', result['DSB'])} (mean over IoU 0.50:0.95 of TP / (TP + FP + FN), x100)")
+    if result.get("rel_abs_DiC") is not None:
+        out.append(f"count error |DiC| / true count: {100 * result['rel_abs_DiC']:.1f} % on average "
+                   f"(median {100 * result['rel_abs_DiC_median']:.1f} %)")
     if "seams" in result:
         sm = result["seams"]
         share = 100.0 * sm["split_at_seam"] / max(sm["instances"], 1)

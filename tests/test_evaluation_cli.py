@@ -105,3 +105,21 @@ def test_format_table_values():
     assert "70.6 (11.2)" in t and "1.25 (1.10)" in t and "-0.50 (1.00)" in t
     assert "x.png" in t and "12.5" in t and "2.00" in t
     assert "x.png" not in format_table(res, per_image=False)
+
+
+def test_the_relative_count_error_against_counts_by_hand():
+    """Three images: 4 true, 3 found (|DiC|/n = 1/4); 2 true, 4 found (2/2); no true instance and
+    one found (left out: nothing to divide by). Mean 0.625, median 0.625."""
+    from rsis_lite.evaluation import evaluate_pairs
+
+    def squares(n, side=40):
+        lab = np.zeros((side, side), np.int64)
+        for k in range(n):
+            lab[2 + 9 * k:8 + 9 * k, 2:8] = k + 1
+        return lab
+
+    preds, gts = [squares(3), squares(4), squares(1)], [squares(4), squares(2), squares(0)]
+    r = evaluate_pairs(["a", "b", "c"], preds, gts)
+    assert r["rel_abs_DiC"] == pytest.approx((1 / 4 + 2 / 2) / 2)
+    assert r["rel_abs_DiC_median"] == pytest.approx(0.625)
+    assert evaluate_pairs(["c"], [squares(1)], [squares(0)])["rel_abs_DiC"] is None
