@@ -191,15 +191,6 @@ def measured_scale(trained_size: float, labels: np.ndarray) -> float | None:
     return float(np.clip(float(trained_size) / found, *SCALE_RANGE)) if found else None
 
 
-def auto_scale(trained_size: float, labels: np.ndarray) -> float:
-    """:func:`measured_scale` of a first prediction at scale 1, or 1 when it is within
-    :data:`SCALE_TOLERANCE` of 1 or nothing was found."""
-    ratio = measured_scale(trained_size, labels)
-    if ratio is None or 1 / SCALE_TOLERANCE <= ratio <= SCALE_TOLERANCE:
-        return 1.0
-    return ratio
-
-
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     union = (a | b).sum()
     return float((a & b).sum() / union) if union else 0.0

@@ -111,17 +111,17 @@ def discs(shape, centres, radius):
 
 
 def test_the_scale_rule_against_disc_sizes():
-    from rsis_lite.tiling import SCALE_RANGE, auto_scale, median_object_size
+    from rsis_lite.tiling import SCALE_RANGE, measured_scale, median_object_size
 
     small = discs((100, 100), [(20, 20), (20, 60), (60, 40)], 5)           # areas 81 px: diameter 10.2
     areas = np.bincount(small.ravel())[1:]
     assert median_object_size([small]) == pytest.approx(np.sqrt(4 * np.median(areas) / np.pi))
     d = median_object_size([small])
-    assert auto_scale(2 * d, small) == pytest.approx(2.0)                   # objects half the trained size
-    assert auto_scale(1.2 * d, small) == 1.0                                # within 25 %: left alone
-    assert auto_scale(0.5 * d, small) == pytest.approx(0.5)
-    assert auto_scale(100 * d, small) == SCALE_RANGE[1]                     # clipped
-    assert auto_scale(20.0, np.zeros((8, 8), np.int64)) == 1.0             # nothing found: nothing to compare
+    assert measured_scale(2 * d, small) == pytest.approx(2.0)               # objects half the trained size
+    assert measured_scale(0.5 * d, small) == pytest.approx(0.5)
+    assert measured_scale(100 * d, small) == SCALE_RANGE[1]                 # clipped
+    assert measured_scale(0.01 * d, small) == SCALE_RANGE[0]
+    assert measured_scale(20.0, np.zeros((8, 8), np.int64)) is None         # nothing found: nothing to compare
 
 
 def test_scale_auto_predicts_again_at_the_trained_size(monkeypatch):
