@@ -177,8 +177,8 @@ print("the full recipe's schedule is the authors' (3000, 700):", scaled_schedule
 
 # %%
 # NBVAL_CHECK_OUTPUT
-off, per = scaled_schedule(100)                                  # a 100-step full stage: offset 10, period 2.33
-demo_cfg = AttentionTrainConfig(steps=200, batch_size=4, box_steps=100, ss_offset=off, ss_period=per, log_every=10)
+off, per = scaled_schedule(60)                                   # a 60-step full stage: offset 6, period 1.4
+demo_cfg = AttentionTrainConfig(steps=120, batch_size=4, box_steps=60, ss_offset=off, ss_period=per, log_every=5)
 train_ds = load_dataset("leaves", split="train", profile=quick, num=10_000_000)   # endless, rendered on demand
 demo_source = BatchSource(train_ds, demo_cfg.batch_size, seed=0, augment=JointAugment(hflip=True, rot90=True))
 seed_everything(0)
@@ -312,8 +312,8 @@ plt.show()
 # ## 3. Box pre-training, live
 #
 # The demo configuration above (`demo_cfg`): the quick model, batches of 4 scenes of the quick
-# recipe's data (64 × 64, 2–8 leaves, flips and 90° turns), 100 box steps then 100 full steps, a
-# scheduled-sampling offset and period scaled to that 100-step full stage. This is a toy run sized
+# recipe's data (64 × 64, 2–8 leaves, flips and 90° turns), 60 box steps then 60 full steps, a
+# scheduled-sampling offset and period scaled to that 60-step full stage. This is a toy run sized
 # for a CPU core: it shows the mechanics and the direction of the curves, not a usable model. In
 # the box stage the trainer logs the box loss (−mean matched soft-box IoU, so lower is better),
 # the matched box IoU and `fed_gt`, the share of (image, step) pairs whose canvas took a ground-truth
@@ -331,7 +331,7 @@ demo = Trainer(Attention(q_model), demo_source, demo_cfg, ckpt_path=workdir / "d
                callback=LivePlot(every=10, keys=("box", "box_iou", "fed_gt")))
 print(f"quick model: {count_parameters(demo.system):,} parameters")
 t0 = time.perf_counter()
-demo.fit(steps=demo_cfg.box_steps, progress=False)               # box stage: steps 0-99
+demo.fit(steps=demo_cfg.box_steps, progress=False)               # box stage: steps 0-59
 print(f"box stage done: step {demo.step}, {time.perf_counter() - t0:.0f} s")
 h = demo.history
 print(f"box IoU: {h['box_iou'][0]:.2f} (first 10 steps) -> {h['box_iou'][-1]:.2f} (last 10 steps)")
@@ -440,8 +440,8 @@ plt.show()
 #
 # ## 5. The full stage, live
 #
-# The demo continues from step 100, where the full stage begins: the three losses of section 2,
-# with the scheduled sampling of the demo's 100-step stage. The trainer now also logs `mask`,
+# The demo continues from step 60, where the full stage begins: the three losses of section 2,
+# with the scheduled sampling of the demo's 60-step stage. The trainer now also logs `mask`,
 # `iou` (mean matched mask IoU) and `score`. Keys that only the full stage logs are shorter than
 # the step list, so this cell plots the full-stage points against the full-stage steps itself (the
 # package's `LivePlot` assumes every key is logged at every step).
@@ -503,7 +503,7 @@ class RunPlot:
 # NBVAL_IGNORE_OUTPUT
 demo.callback = RunPlot(every=10, switch=demo_cfg.box_steps)
 t0 = time.perf_counter()
-demo.fit(progress=False)                                         # full stage: steps 100-199
+demo.fit(progress=False)                                         # full stage: steps 60-119
 print(f"full stage done: step {demo.step}, {time.perf_counter() - t0:.0f} s")
 h = demo.history
 print(f"mask IoU {h['iou'][0]:.2f} -> {h['iou'][-1]:.2f}; "
@@ -518,7 +518,7 @@ print(f"full stage logged at {len(stage_steps(h))} points; at the end the canvas
 # %% [markdown]
 # The share of ground truth fed falls as the schedule says, from about 0.6 (every leaf fed while
 # p_gt = 1; the steps past an image's last leaf have nothing to feed) to 0, and the mask IoU of this
-# toy run is still low: its 200 steps of 4 scenes are a sliver of the quick recipe (section 1). For a real
+# toy run is still low: its 120 steps of 4 scenes are a sliver of the quick recipe (section 1). For a real
 # model we load the shipped checkpoint.
 #
 # ## 6. Load the checkpoint if present, else train

@@ -229,17 +229,21 @@ for name, lab in zip(whole.ids, labels):
 #
 # 1. candidates: g with |m ∩ g ∩ S| ≥ ½ min(|m ∩ S|, |g ∩ S|) (one lies mostly within the other);
 # 2. accept the candidates together if IoU(m ∩ S, ∪g ∩ S) ≥ ½, else each candidate whose own IoU
-#    with m in S is ≥ ½.
+#    with m in S is ≥ ½;
+# 3. an m that joins nothing but lies mostly (over half of its pixels) on pixels already placed is
+#    a second, different drawing of objects the earlier tiles hold: drop it.
 #
 # Step 1 lets a U-shaped object that entered an earlier tile as two arms join both; step 2 stops a
 # mask that spills over several neighbours from joining them all (section 4). Joined ids are kept
 # in a union-find, so a nucleus on the corner of four tiles ends as one id. Pixels already claimed
-# by an earlier tile stay with it. From scratch:
+# by an earlier tile stay with it, so an m kept under a new id gets only what nobody claimed: for
+# the m of step 3 that would be a sliver around the earlier drawing, one more object in the count.
+# From scratch:
 
 # %%
 def my_merge(shape, tiles, agree=True):
     """tiles: [((y0, x0, y1, x1), labels of the tile)] in raster order -> one label map (H, W).
-    agree=False keeps step 1 only (the rule without its safeguard)."""
+    agree=False leaves step 2 out (the rule without its safeguard)."""
     out, covered, parent = np.zeros(shape, int), np.zeros(shape, bool), [0]
 
     def root(i):
@@ -261,6 +265,8 @@ def my_merge(shape, tiles, agree=True):
             iou = lambda a, b: (a & b).sum() / max((a | b).sum(), 1)   # noqa: E731
             if agree and cand and iou(ms, np.logical_or.reduce(list(cand.values()))) < 0.5:
                 cand = {g: gs for g, gs in cand.items() if iou(ms, gs) >= 0.5}
+            if not cand and (m & (region > 0)).sum() > 0.5 * m.sum():
+                continue                                              # step 3
             if cand:
                 gid = min(root(g) for g in cand)
                 for g in cand:
@@ -304,8 +310,8 @@ for name, lab in zip(whole.ids, labels):
 # **A mask that spills.** On the stained image, a model trained mostly on fluorescence draws masks
 # over the background between nuclei. Take the smallest case: three nuclei in the strip shared by
 # two tiles, drawn correctly by the left tile, and one mask over all three and the background
-# between them drawn by the right tile. Each nucleus lies wholly inside that mask, so step 1 alone
-# joins all three into one object; step 2 sees that the mask covers far more of the strip than the
+# between them drawn by the right tile. Each nucleus lies wholly inside that mask, so without step 2
+# the rule joins all three into one object; step 2 sees that the mask covers far more of the strip than the
 # three together and joins none.
 
 # %%
@@ -316,8 +322,8 @@ for k, y in enumerate((4, 16, 28), start=1):
 spilled = np.zeros((40, 40), int)
 spilled[:, 0:20] = 1                                          # the right tile: one mask over all of them
 two_tiles = [((0, 0, 40, 40), pair[:, :40]), ((0, 30, 40, 70), spilled)]
-for rule, merged in (("step 1 only", my_merge(pair.shape, two_tiles, agree=False)),
-                     ("steps 1 and 2", merge_tiles(pair.shape, two_tiles))):
+for rule, merged in (("without step 2", my_merge(pair.shape, two_tiles, agree=False)),
+                     ("steps 1 to 3", merge_tiles(pair.shape, two_tiles))):
     print(f"{rule:14s}: the three nuclei are {len({int(merged[y + 2, 33]) for y in (4, 16, 28)})} object(s)")
 
 # %% [markdown]
@@ -339,7 +345,7 @@ def blobs(tiles, every=10, grow=4):
 
 lab = labels[1]                                                       # 199 nuclei
 bad = blobs(truth_tiles(lab, 64, 16))
-for rule, merged in (("step 1 only", my_merge(lab.shape, bad, agree=False)), ("steps 1 and 2", merge_tiles(lab.shape, bad))):
+for rule, merged in (("without step 2", my_merge(lab.shape, bad, agree=False)), ("steps 1 to 3", merge_tiles(lab.shape, bad))):
     biggest = np.bincount(merged.ravel())[1:].max()
     print(f"{rule:14s}: {merged.max():3d} objects (truth {lab.max()}), largest {biggest} px, "
           f"DSB2018 score {dsb_score(merged, lab):.3f}")

@@ -7,7 +7,11 @@ set's validation scenes (seed 1000); garden rows add the class accuracy of match
 the mean of the per-class AP; a checkpoint with searched CRF parameters (``CKPT.crf.json``) gets a
 second row refined by them, and a scene set's ``extra_rows`` (its documented best inference route)
 one more each. ``retrain=True`` first trains each system from scratch with its recipe
-(:func:`rsis_lite.train.train`, resumable). The table, with the data summary, is written to ``out``.
+(:func:`rsis_lite.train.train`, resumable). Each shipped nuclei checkpoint (``<system>_nuclei_quick.pt``)
+is scored on whole microscopy images by tiles, as ``evaluate --checkpoint CKPT --data nuclei --root
+ROOT --split val`` scores it: by default the three whole validation images of ``data/nuclei_whole``,
+or the validation split of a full DSB2018 copy (``nuclei_root``). The tables, with the data summary,
+are written to ``out``.
 """
 from __future__ import annotations
 
@@ -21,11 +25,12 @@ import torch
 from rsis_lite.checkpoint import shipped_checkpoint
 from rsis_lite.config import Profile, env_report, get_device, get_profile
 from rsis_lite.crf import CRFParams, load_params, params_path
-from rsis_lite.data.registry import SCENE_SETS, DataOptions, SceneSet, load_dataset, max_instances
+from rsis_lite.data.registry import SCENE_SETS, DataOptions, SceneSet, load_dataset, max_instances, nuclei_root
 from rsis_lite.errors import DataError, TrainingError
-from rsis_lite.evaluation import evaluate_pairs
+from rsis_lite.evaluation import evaluate_pairs, score_predictions
 from rsis_lite.fileio import atomic_write_text
-from rsis_lite.inference import InferenceOptions, inference_cap, load_system, predict_full, trained_max_instances
+from rsis_lite.inference import (InferenceOptions, inference_cap, load_system, options_for, predict_full, prepare,
+                                 trained_max_instances)
 from rsis_lite.systems import get_system, names
 from rsis_lite.train import TrainOptions, train
 
@@ -67,6 +72,44 @@ def evaluate_checkpoint(profile: Profile, ckpt: Path, device, scene: SceneSet | 
                          gt_classes=[it[2].numpy() for it in items] if with_classes else None)
     res.update(n=len(ds), seconds=seconds, train_steps=int(meta.get("step", 0)), system=meta["system"])
     return res
+
+
+def nuclei_whole_root() -> Path:
+    """``data/nuclei_whole`` of a repository checkout: three whole DSB2018 validation images (CC0)."""
+    return nuclei_root().parent / "nuclei_whole"
+
+
+def evaluate_nuclei(profile: Profile, ckpt: Path, device, root: str | Path, split: str = "val") -> dict[str, Any]:
+    """A nuclei checkpoint on the whole images of ``split`` under ``root`` (the DSB2018 layout) with
+    the default options, by tiles at the scale and intensity it was trained with, as ``evaluate
+    --checkpoint CKPT --data nuclei --root ROOT --split SPLIT`` does: the papers' metrics, the DSB2018
+    score, the count error and the seam figure."""
+    setup = prepare(ckpt, DataOptions(kind="nuclei", root=str(root), split=split), profile.name, None, device,
+                    tiled=True)
+    options = options_for(InferenceOptions(), setup)
+    t0 = time.perf_counter()
+    preds = predict_full(setup.system, setup.dataset, options, device=device)
+    seconds = time.perf_counter() - t0
+    tiles = (int(options.tile), int(options.tile_overlap)) if options.tile else None
+    res = score_predictions(setup, preds, with_scores=False, tiles=tiles)
+    res.update(n=len(setup.dataset), seconds=seconds)
+    return res
+
+
+def format_nuclei(rows: list[tuple[str, str, dict]]) -> str:
+    """The markdown table of the nuclei checkpoints on whole images (SBD, DSB2018 score x100)."""
+    lines = ["## Whole nuclei images by tiles (mean over images; SBD, DSB2018 score x100)", "",
+             "| system | data | n | SBD | abs DiC | abs DiC / true count | DSB2018 | split at a seam | s / image |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for system, data, r in rows:
+        sm = r.get("seams") or {}
+        seam = (f"{sm['split_at_seam']} / {sm['instances']} ({100 * sm['split_at_seam'] / max(sm['instances'], 1):.1f} %)"
+                if sm else "-")
+        rel = r.get("rel_abs_DiC")
+        lines.append(f"| {system} | {data} | {r['n']} | {100 * r['mean']['SBD']:.1f} | {r['mean']['abs_DiC']:.1f} | "
+                     f"{'-' if rel is None else f'{100 * rel:.0f} %'} | {100 * r['DSB']:.1f} | {seam} | "
+                     f"{r['seconds'] / max(r['n'], 1):.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 def crf_params_for(ckpt: Path) -> CRFParams | None:
@@ -130,9 +173,25 @@ def _rows_for(name: str, scene: SceneSet, ckpt: Path, prof: Profile, device: tor
     return rows
 
 
+def _nuclei_rows(prof: Profile, device, root: Path, say: Callable[..., None]) -> list[tuple[str, str, dict]]:
+    """A row per shipped nuclei checkpoint, scored on the validation images under ``root``."""
+    rows = []
+    for name in names():
+        ckpt = shipped_checkpoint(name, prof.name, "nuclei")
+        if not ckpt.exists() or not root.is_dir():     # a pip install has neither
+            continue
+        say(f"evaluating {name} checkpoint {ckpt} on the whole validation images of {root}")
+        shipped = root.resolve() == nuclei_whole_root().resolve()    # all three are validation images
+        res = evaluate_nuclei(prof, ckpt, device, root, split="all" if shipped else "val")
+        rows.append((get_system(name).title or name, f"DSB2018 whole images, {root.name}", res))
+    return rows
+
+
 def reproduce(profile: str | Profile | None = None, out: str | Path = "results/summary.md", retrain: bool = False,
-              say: Callable[..., None] = print) -> str:
-    """Evaluate (``retrain``: train first) every registered system; write ``out`` and return the table."""
+              say: Callable[..., None] = print, nuclei: str | Path | None = None) -> str:
+    """Evaluate (``retrain``: train first) every registered system; write ``out`` and return the table.
+    ``nuclei``: the DSB2018 folder whose validation images the nuclei checkpoints are scored on
+    (default :func:`nuclei_whole_root`)."""
     prof = get_profile(profile)
     device = get_device()
     say(env_report(prof, device), "\n")
@@ -152,7 +211,10 @@ def reproduce(profile: str | Profile | None = None, out: str | Path = "results/s
                 continue
             say(f"evaluating {name} checkpoint {ckpt}")
             rows += _rows_for(name, scene, ckpt, prof, device)
+    nuclei_rows = _nuclei_rows(prof, device, Path(nuclei) if nuclei else nuclei_whole_root(), say)
     text = f"# rsis-lite results ({prof.name} profile)\n\n" + format_summary(data_rows, rows)
+    if nuclei_rows:
+        text += "\n" + format_nuclei(nuclei_rows)
     if skipped:
         text += f"\nNo shipped {prof.name} checkpoint for: {', '.join(skipped)} (train one with --retrain).\n"
     text += ("\nAll figures are measured by `python -m rsis_lite reproduce` on scenes the models never saw.\n"

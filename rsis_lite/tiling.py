@@ -16,14 +16,21 @@ of the new tile continues the earlier instances G it agrees with in S:
    IoU(m ∩ S, ∪G ∩ S) >= ``min_overlap``; otherwise each candidate on its own whose IoU with m in S
    reaches ``min_overlap`` (at most one can: IoU above 0.5 is one-to-one).
 
+3. an instance with no partner whose pixels earlier tiles have mostly claimed already (more than
+   ``min_overlap`` of them) is another view of objects they hold, drawn differently: it is dropped.
+
 Step 1 lets an object that entered earlier tiles twice (a U shape, two arms placed under two ids)
 join both arms, and joins an object on a corner shared by four tiles (union-find keeps one id).
 Step 2 stops a bad mask from chaining objects together: a tile's mask that spills over background
 and several neighbours contains each of them, but covers far more of S than they do together, so it
 joins none of them (and a small mask inside one large earlier mask does not join it either).
 Where the shared region already has an owner, the earlier tile keeps its pixels; the new tile
-contributes only pixels nobody has claimed. An instance with no partner gets a new id. Ids are made
-consecutive at the end, in order of first appearance.
+contributes only pixels nobody has claimed. An instance with a partner gives them to its partner;
+one without a partner gets a new id, unless step 3 drops it: it would only get the slivers its
+earlier counterparts left around themselves, each counted as one more object (on 20 whole
+validation images, step 3 took the count error of the shipped attention file from 23.4 % to 20.6 %
+and its DSB2018 score from 0.304 to 0.309). Ids are made consecutive at the end, in order of first
+appearance.
 
 Scale. A model trained on crops at the images' own scale learnt objects of the sizes its training
 images hold; :func:`median_object_size` summarises them as the median equivalent diameter (the
@@ -113,6 +120,8 @@ def merge_tiles(shape: tuple[int, int], tiles: list[tuple[tuple[int, int, int, i
         for k in [int(v) for v in np.unique(lab) if v > 0]:
             m = lab == k                                  # (h, w)
             partners = _partners(m & shared, owners, shared, min_overlap)
+            if not partners and (m & (region > 0)).sum() > min_overlap * m.sum():
+                continue                                  # step 3: a second view of claimed objects
             gid = ids.union(partners) if partners else ids.new()
             free = m & (region == 0)                      # earlier tiles keep what they claimed
             region[free] = gid

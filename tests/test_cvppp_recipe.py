@@ -86,7 +86,8 @@ def test_cvppp_fine_tune_recipe():
 def test_attention_and_rsis_cvppp_fine_tune_recipes():
     """The attention system fine-tunes on real plants without a box-only stage and with its own
     canvas after a few steps (p_gt by the paper's formula, written out here); RSIS takes its batch
-    and rate. Synthetic fine-tunes keep the pretraining schedule (the shipped files' commands)."""
+    and rate. Synthetic fine-tunes keep the pretraining schedule (the shipped files' commands);
+    training on from a nuclei checkpoint takes the real-image schedule too."""
     import math
 
     from rsis_lite.systems.attention import Attention, gt_feed_probability
@@ -97,6 +98,9 @@ def test_attention_and_rsis_cvppp_fine_tune_recipes():
     _, att_synth = Attention.recipe(prof, {"kind": "leaves", "fine_tune": True, "max_instances": 20})
     assert att.box_steps == 0 and att.ss_offset == 0 and att_synth.box_steps == 4500
     assert att.lr == 5e-4 and att_synth.lr == 1e-3                             # half the pretraining rate
+    _, att_nuclei = Attention.recipe(prof, {"kind": "nuclei", "fine_tune": True, "max_instances": 30})
+    _, att_nuclei_new = Attention.recipe(prof, {"kind": "nuclei", "max_instances": 30})
+    assert (att_nuclei.box_steps, att_nuclei.lr) == (0, 5e-4) and att_nuclei_new.box_steps == 4500  # train on: real
     for step, t in [(0, 0), (10, 3), (1, 19)]:
         paper = min(1.0, 0.5 ** (step / att.ss_period) * (1 + math.log(1 + 3 * t)))
         assert gt_feed_probability(step, t, att.ss_offset, att.ss_period) == pytest.approx(paper)

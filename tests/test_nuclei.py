@@ -332,11 +332,13 @@ def test_a_shipped_nuclei_checkpoint_on_a_whole_image(system, tmp_path):
     """The shipped file, through `evaluate` with no flag, on one whole 256 x 256 validation image
     with 92 nuclei (data/nuclei_whole, never trained on): tiles and the scale rule come from the
     checkpoint, the count is within 20 % and the DSB2018 score (recomputed here from the written
-    label map by brute force) is clearly above chance."""
+    label map by brute force) is clearly above chance; `reproduce` scores it the same way."""
     import json
     import shutil
 
+    import rsis_lite.reproduce as rep
     from rsis_lite.checkpoint import shipped_checkpoint
+    from rsis_lite.config import get_profile
     from rsis_lite.data.registry import nuclei_root
 
     src = nuclei_root().parent / "nuclei_whole"
@@ -363,6 +365,11 @@ def test_a_shipped_nuclei_checkpoint_on_a_whole_image(system, tmp_path):
     assert main(["evaluate", "--checkpoint", str(ckpt), "--data", "folder", "--root", str(tmp_path / "one"),
                  "--json", str(tmp_path / "e.json")]) == 0
     assert json.loads((tmp_path / "e.json").read_text())["DSB"] == pytest.approx(np.mean(scores), abs=1e-6)
+    # reproduce's row for the file: the same figure, on the same image
+    res = rep.evaluate_nuclei(get_profile("quick"), ckpt, "cpu", tmp_path / "one", split="all")
+    assert res["n"] == 1 and res["DSB"] == pytest.approx(np.mean(scores), abs=1e-6)
+    cells = [c.strip() for c in rep.format_nuclei([("x", "one", res)]).splitlines()[-1].strip("|").split("|")]
+    assert cells[6] == f"{100 * np.mean(scores):.1f}" and cells[7].endswith(f"/ {n} ({100 * res['seams']['split_at_seam'] / n:.1f} %)")
 
 
 def test_scale_auto_keeps_the_pass_closest_to_the_trained_size(monkeypatch):

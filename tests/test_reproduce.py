@@ -113,3 +113,16 @@ def test_reproduce_adds_a_cvppp_like_row_on_cvppp_shaped_scenes(tmp_path, monkey
                  "--overwrite"]) == 0
     tta = json.loads(res.read_text())["mean"]["SBD"]
     assert abs(tta_cell - 100 * tta) < 1.5 and tta != sbd, (tta_cell, tta, sbd)   # PNG images are 8-bit
+
+
+def test_a_missing_nuclei_root_is_refused_in_one_line(tmp_path, capsys):
+    code = main(["reproduce", "--nuclei-root", str(tmp_path / "no_such_dsb"), "--out", str(tmp_path / "s.md")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--nuclei-root" in err and "no_such_dsb" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "s.md").exists()
+
+
+def test_no_nuclei_section_without_a_nuclei_checkpoint(tmp_path, monkeypatch):
+    only_shipped(tmp_path, monkeypatch, "ris", "leaves")
+    text = rep.reproduce(profile=get_profile("quick", n_val=2), out=tmp_path / "summary.md")
+    assert "| RIS" in text and "Whole nuclei images" not in text

@@ -1,6 +1,7 @@
 """Tiled inference: the tile grid, the merge of instances cut by tile borders on cases with known
 answers (an object on a corner shared by four tiles, two touching objects on a border, an object
-larger than the overlap, a U shape, a bad mask that must not chain objects, many random blobs), an oracle system through the predict loop, the
+larger than the overlap, a U shape, a bad mask that must not chain objects, a second view that must
+not leave a sliver, many random blobs), an oracle system through the predict loop, the
 command line; and the DSB2018 score against a brute-force computation."""
 import numpy as np
 import pytest
@@ -105,6 +106,20 @@ def test_a_small_mask_inside_a_large_earlier_one_does_not_join_it():
     right[30:34, 0:20] = 2
     merged = merge_tiles((40, 70), [((0, 0, 40, 40), left), ((0, 30, 40, 70), right)])
     assert int(merged.max()) == 3 and merged[3, 45] != merged[3, 35]
+
+
+def test_a_second_view_over_claimed_pixels_leaves_no_sliver():
+    """Step 3: the right tile draws a nucleus that the left tile already placed (larger) as a small
+    mask, mostly inside it and a little beyond the strip. It joins nothing (IoU 0.25 in the strip),
+    and 100 of its 140 pixels are claimed: it is dropped, not kept as a 40-pixel sliver."""
+    left = np.zeros((40, 40), np.int64)
+    left[:, 20:40] = 1                         # a large object over the whole shared strip 30..40
+    right = np.zeros((40, 40), np.int64)
+    right[10:20, 0:14] = 1                     # image columns 30..44: 100 px in the strip, 40 beyond
+    right[30:36, 20:30] = 2                    # a nucleus of the right tile only
+    merged = merge_tiles((40, 70), [((0, 0, 40, 40), left), ((0, 30, 40, 70), right)])
+    assert int(merged.max()) == 2
+    assert (merged[10:20, 40:44] == 0).all() and (merged[30:36, 50:60] > 0).all()
 
 
 def test_many_random_blobs_are_rebuilt_exactly():

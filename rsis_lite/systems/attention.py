@@ -165,8 +165,10 @@ def quick_model_config(bn_steps: int = 9) -> AttentionConfig:
 # canvas fades within a few steps (half-life 2 steps) instead of over a tenth of the run: the minutes
 # go to what differs on real plants, their appearance. lr 5e-4, half the pretraining rate (as RIS
 # and RSIS): on the synthetic stand-in the pretraining rate 1e-3 lowered the validation SBD from the
-# first check on (a fresh Adam takes steps of about lr on every weight).
+# first check on (a fresh Adam takes steps of about lr on every weight). Training on from a nuclei
+# checkpoint (``train --data nuclei --init CKPT``) takes the same schedule, for the same reasons.
 CVPPP_FINE_TUNE = {"ss_period": 2.0, "lr": 5e-4}
+REAL_KINDS = ("cvppp", "nuclei")          # real images: --init on them takes CVPPP_FINE_TUNE
 
 
 def scaled_schedule(full_steps: int) -> tuple[int, float]:
@@ -386,8 +388,9 @@ class Attention(System):
         about a minute of validation and checkpoints. full (GPU): the paper's CVPPP network and
         schedule, 60k box + 30k full steps of 5 (CVPPP at the paper's size: ``--size 224 224``).
         The box stage (a third, or two thirds for full) and the scheduled sampling scale with ``steps``.
-        Fine-tuning on a CVPPP copy (``data["fine_tune"]`` and ``data["kind"] == "cvppp"``) takes
-        :data:`CVPPP_FINE_TUNE`: no box stage and the model's own canvas after a few steps."""
+        Fine-tuning on real images (``data["fine_tune"]`` and ``data["kind"]`` in :data:`REAL_KINDS`:
+        a CVPPP copy, or nuclei from a nuclei checkpoint) takes :data:`CVPPP_FINE_TUNE`: no box stage
+        and the model's own canvas after a few steps."""
         quick = getattr(profile, "name", profile) == "quick"
         data = data or {}
         n_max = int(data.get("max_instances") or getattr(profile, "max_leaves", 20) or 20)
@@ -396,12 +399,12 @@ class Attention(System):
         steps = steps or (13_500 if quick else 90_000)
         box_steps = int(round(steps * (1 / 3 if quick else 2 / 3)))
         offset, period = scaled_schedule(steps - box_steps)
-        real_leaves = data.get("fine_tune") and data.get("kind") == "cvppp"
-        if real_leaves:
+        real_images = data.get("fine_tune") and data.get("kind") in REAL_KINDS
+        if real_images:
             box_steps, offset, period = 0, 0, CVPPP_FINE_TUNE["ss_period"]
         train = AttentionTrainConfig(steps=steps, batch_size=batch_size or (8 if quick else 5), box_steps=box_steps,
                                      ss_offset=offset, ss_period=period, time_budget_min=time_budget_min)
-        if real_leaves:
+        if real_images:
             train.lr = CVPPP_FINE_TUNE["lr"]
         if lr is not None:
             train.lr = lr

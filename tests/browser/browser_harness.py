@@ -10,10 +10,11 @@ Used by ``test_widgets_browser.py`` (``make test-browser``). The pieces:
   with a new empty profile, no background networking and every host name but loopback unresolvable.
 * :func:`copy_notebook` -- a copy of a notebook with its outputs, execution counts and stored widget
   state removed, so that every output the checks see was made by the browser's kernel.
-* :func:`exercise_notebook` -- opens a notebook, runs Run -> Run All Cells from the menu, and for every
-  ``ipywidgets.interactive`` that has an enabled slider: focuses the slider's handle, presses
-  ArrowRight (ArrowLeft at the maximum), and waits for the readout and the figure (the ``<img>`` of
-  the widget's output area) to change. It collects error outputs (cells and widget output areas),
+* :func:`exercise_notebook` -- opens a notebook (in the page that has JupyterLab loaded already, so the
+  app loads once for all notebooks; a page that saw a problem is closed), runs Run -> Run All Cells
+  from the menu, and for every ``ipywidgets.interactive`` that has an enabled slider: focuses the
+  slider's handle, presses ArrowRight (ArrowLeft at the maximum), and waits for the readout and the
+  figure (the ``<img>`` of the widget's output area) to change. It collects error outputs (cells and widget output areas),
   errors the kernel sent in answer to a widget message that no view shows (an exception in a trait
   observer: the widget just stops responding), "Error displaying widget" and uncaught JavaScript
   errors, and saves screenshots of each widget before and after the move.
@@ -35,6 +36,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -158,6 +160,7 @@ class JupyterLab:
         self.log_path = Path(log_path) if log_path else self._home / "jupyterlab.log"
         self._extra_env = dict(env or {})
         self._log = None
+        self._closing: list[threading.Thread] = []   # kernels being shut down (shutdown_kernels(wait=False))
 
     @property
     def base(self) -> str:
@@ -218,16 +221,28 @@ class JupyterLab:
         raise RuntimeError(f"JupyterLab did not start; see its log {self.log_path}:\n"
                            + self.log_path.read_text(errors="replace")[-3000:])
 
-    def shutdown_kernels(self) -> None:
+    def shutdown_kernels(self, wait: bool = True) -> None:
+        """Shut down every session and kernel there is now; ``wait=False`` lists them now and shuts
+        them down in a thread (a kernel takes a second or two to exit), so the next notebook can start."""
         if self.proc is None or self.proc.poll() is not None:
             return
         with contextlib.suppress(OSError, urllib.error.URLError, ValueError):
-            for s in self.api("GET", "/api/sessions") or []:
-                self.api("DELETE", f"/api/sessions/{s['id']}", timeout=30)
-            for k in self.api("GET", "/api/kernels") or []:
-                self.api("DELETE", f"/api/kernels/{k['id']}", timeout=30)
+            paths = [f"/api/sessions/{s['id']}" for s in self.api("GET", "/api/sessions") or []]
+            paths += [f"/api/kernels/{k['id']}" for k in self.api("GET", "/api/kernels") or []]
+            if wait:
+                self._delete(paths)
+            else:
+                self._closing.append(threading.Thread(target=self._delete, args=(paths,), daemon=True))
+                self._closing[-1].start()
+
+    def _delete(self, paths: list[str]) -> None:
+        for path in paths:
+            with contextlib.suppress(OSError, urllib.error.URLError, ValueError):  # gone already
+                self.api("DELETE", path, timeout=30)
 
     def stop(self) -> None:
+        for thread in self._closing:
+            thread.join(60)
         if self.proc is not None:
             self.shutdown_kernels()
             if self.proc.poll() is None:
@@ -352,6 +367,19 @@ class NotebookReport:
     def assert_ok(self) -> None:
         assert self.ok, "browser widget check failed:\n" + self.summary()
 
+
+# Open a notebook in the JupyterLab already loaded in the page (no second load of the app).
+_JS_OPEN = """(path) => window.jupyterapp.commands.execute('docmanager:open', {path}).then(() => true)"""
+
+# Close every notebook tab without the "save changes?" dialog (the copies are throw-away); their
+# kernels are shut down through the server's API.
+_JS_CLOSE_ALL = """() => {
+  for (const w of [...window.jupyterapp.shell.widgets('main')]) {
+    if (w.context) w.context.model.dirty = false;
+    w.dispose();
+  }
+  return true;
+}"""
 
 _JS_KERNEL_IDLE = """(name) => {
   const app = window.jupyterapp;
@@ -488,6 +516,15 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
+def _lab_page(context, lab: JupyterLab):
+    """The context's page that has this JupyterLab loaded (one load of the app for all notebooks), or
+    a new page."""
+    for page in context.pages:
+        if not page.is_closed() and page.url.startswith(lab.base):
+            return page
+    return context.new_page()
+
+
 def exercise_notebook(context, lab: JupyterLab, notebook: str, artifacts: Path,
                       run_timeout: float = RUN_TIMEOUT_S, widget_timeout: float = WIDGET_TIMEOUT_S,
                       then=None) -> NotebookReport:
@@ -502,10 +539,12 @@ def exercise_notebook(context, lab: JupyterLab, notebook: str, artifacts: Path,
     t0 = time.monotonic()
     js_errors: list[str] = []
     console_log = open(artifacts / f"{stem}-console.log", "w", encoding="utf-8")
-    page = context.new_page()
-    page.on("pageerror", lambda e: js_errors.append(f"uncaught JavaScript error: {e}"))
-    page.on("console", lambda m: console_log.write(f"[{m.type}] {m.text}\n"))
-    page.on("requestfailed", lambda r: console_log.write(f"[requestfailed] {r.url} {r.failure}\n"))
+    page = _lab_page(context, lab)
+    listeners = {"pageerror": lambda e: js_errors.append(f"uncaught JavaScript error: {e}"),
+                 "console": lambda m: console_log.write(f"[{m.type}] {m.text}\n"),
+                 "requestfailed": lambda r: console_log.write(f"[requestfailed] {r.url} {r.failure}\n")}
+    for event, listener in listeners.items():
+        page.on(event, listener)
 
     def shot(name: str, locator=None) -> Path:
         path = artifacts / f"{stem}-{name}.png"
@@ -514,10 +553,22 @@ def exercise_notebook(context, lab: JupyterLab, notebook: str, artifacts: Path,
             report.screenshots.append(path)
         return path
 
+    phases: dict[str, float] = {}             # seconds of each part of the page, for the notes
+    t_phase = time.monotonic()
+
+    def phase(name: str) -> None:
+        nonlocal t_phase
+        phases[name] = time.monotonic() - t_phase
+        t_phase = time.monotonic()
+
     try:
-        page.goto(lab.url(notebook), wait_until="domcontentloaded", timeout=120_000)
+        if page.url.startswith(lab.base):         # JupyterLab is loaded: open the notebook in it
+            page.evaluate(_JS_OPEN, notebook)
+        else:
+            page.goto(lab.url(notebook), wait_until="domcontentloaded", timeout=120_000)
         page.wait_for_function(_JS_KERNEL_IDLE, arg=notebook, timeout=180_000, polling=500)
         page.evaluate(_JS_WATCH_KERNEL)
+        phase("open")
 
         # What a reader does: Run -> Run All Cells.
         page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
@@ -533,6 +584,7 @@ def exercise_notebook(context, lab: JupyterLab, notebook: str, artifacts: Path,
         with contextlib.suppress(Exception):
             slow = page.evaluate(_JS_TIMINGS)[:3]
             report.notes.append("slowest cells: " + ", ".join(f"cell {i} {t:.1f} s" for i, t in slow))
+        phase("run all")
 
         interacts = page.locator(".jp-Notebook .widget-interact")
         with contextlib.suppress(Exception):   # widgets render after their cell's output arrives
@@ -590,7 +642,7 @@ def exercise_notebook(context, lab: JupyterLab, notebook: str, artifacts: Path,
             check.screenshots.append(shot(f"widget{wi + 1}-after", widget))
             report.widgets.append(check)
 
-        # errors anywhere in the notebook (outside the widgets checked above)
+        phase("widgets")
         # errors anywhere else: shown in the notebook (a cell's error output is reported once, above)
         # or only sent by the kernel in answer to a widget message
         seen = {e for w in report.widgets for e in w.errors}
@@ -611,10 +663,18 @@ def exercise_notebook(context, lab: JupyterLab, notebook: str, artifacts: Path,
         shot("failure")
     finally:
         report.errors += js_errors
-        with contextlib.suppress(Exception):
-            page.close()
+        with contextlib.suppress(Exception):       # the page stays, for the next notebook
+            page.evaluate(_JS_CLOSE_ALL)
+        for event, listener in listeners.items():
+            page.remove_listener(event, listener)
+        if report.errors:                          # a fresh page for the next one
+            with contextlib.suppress(Exception):
+                page.close()
         console_log.close()
-        lab.shutdown_kernels()
+        phase("checks")
+        lab.shutdown_kernels(wait=False)
+        phase("close")
+        report.notes.append("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in phases.items()))
         report.seconds = time.monotonic() - t0
     return report
 
