@@ -471,8 +471,10 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Both find about as many nuclei as there are on the fluorescence images, and RSIS over-counts the
-# stained one, where it breaks nuclei into pieces. The scores are far below the count's quality:
+# The attention system finds about as many nuclei as there are on all three images. RSIS
+# over-counts the stained one and the 199-nucleus image, where it breaks nuclei into pieces; RIS,
+# the oldest design, misses many nuclei on the 92-nucleus image and over-counts the stained one
+# after `--scale auto` enlarged it. The scores are far below the count's quality:
 # the DSB2018 score asks for IoU from 0.5 up to 0.95, and masks drawn by a model trained for an
 # hour on a CPU rarely match a nucleus's outline within a pixel or two. Three images are a
 # demonstration, not a measurement: `docs/results.md` ("Whole microscopy images by tiles") scores
@@ -625,8 +627,8 @@ plt.show()
 #
 # `auto` measures the nuclei found at scale 1, resizes by about 0.7 and keeps that pass: the nuclei
 # it finds there measure about 18 px at the size the model saw them, near the 16 px of training,
-# and its count is the closest of the three (about 218 of 199, against about 243 at 1.0 and 176 at
-# 0.5). The DSB2018 score is highest at 1.0 all the same (about 0.33 against 0.28): the rule
+# and its count is the closest of the three (about 202 of 199, against about 231 at 1.0 and 167 at
+# 0.5). The DSB2018 score is highest at 1.0 all the same (about 0.35 against 0.29): the rule
 # chooses the size the model was trained on, not the pass with the best outlines, which it cannot
 # see without the truth.
 #

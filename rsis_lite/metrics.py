@@ -41,6 +41,10 @@ SCORE_KEYS: tuple[str, ...] = ("SBD", "FBD", "DiC", "abs_DiC", "MWCov", "MUCov")
 # last bits matter when an IoU is exactly a threshold such as 11/20).
 IOU_THRESHOLDS: np.ndarray = np.linspace(.5, 0.95, int(np.round((0.95 - .5) / .05)) + 1, endpoint=True)
 RECALL_THRESHOLDS: np.ndarray = np.linspace(.0, 1.00, int(np.round((1.00 - .0) / .01)) + 1, endpoint=True)
+# The Data Science Bowl 2018's thresholds, built as its evaluation kernel builds them
+# (np.arange(0.5, 1.0, 0.05), a hit when IoU > t): an IoU of exactly 9/10 is a hit at COCO's 0.9
+# (0.8999999999999999 above) and a miss here (0.9000000000000004).
+DSB_THRESHOLDS: np.ndarray = np.arange(0.5, 1.0, 0.05)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -228,7 +232,7 @@ def dsb_score(pred: Any, gt: Any) -> float:
         return 1.0
     iou = _iou_matrix(table) if n_pred and n_gt else np.zeros((n_pred, n_gt))   # (P, G)
     out = []
-    for t in IOU_THRESHOLDS:
+    for t in DSB_THRESHOLDS:
         tp = int((iou > t).sum())                                  # unique matches for t >= 0.5
         out.append(tp / (tp + (n_pred - tp) + (n_gt - tp)))
     return float(np.mean(out))

@@ -37,7 +37,7 @@ EXPECTED = {
     "10_test_time_augmentation": ["ris_leaves_quick.pt"],
     "12_three_systems_on_rosettes": ["ris_cvppp_like_quick.pt", "attention_cvppp_like_quick.pt",
                                      "rsis_cvppp_like_quick.pt"],
-    "13_whole_images_by_tiles": ["attention_nuclei_quick.pt", "rsis_nuclei_quick.pt"],
+    "13_whole_images_by_tiles": ["ris_nuclei_quick.pt", "attention_nuclei_quick.pt", "rsis_nuclei_quick.pt"],
 }
 
 

@@ -322,17 +322,19 @@ def test_an_intensity_run_shows_images_as_in_training(tmp_path, capsys, monkeypa
         inf.InferenceOptions(intensity="sepia")
 
 
-# data/checkpoints/<system>_nuclei_quick.pt -> the least DSB2018 score on the image below (measured:
-# attention 0.204, RSIS 0.104; an untrained model scores 0.00)
-SHIPPED_NUCLEI = {"attention": 0.15, "rsis": 0.07}
+# data/checkpoints/<system>_nuclei_quick.pt -> (the least DSB2018 score on the image below, the largest
+# count error as a share of its 92 nuclei). Measured: RIS 0.072 with 64 nuclei, attention 0.212 with
+# 90, RSIS 0.084 with 93; an untrained model scores 0.00.
+SHIPPED_NUCLEI = {"ris": (0.04, 0.4), "attention": (0.15, 0.2), "rsis": (0.06, 0.2)}
 
 
 @pytest.mark.parametrize("system", SHIPPED_NUCLEI)
 def test_a_shipped_nuclei_checkpoint_on_a_whole_image(system, tmp_path):
     """The shipped file, through `evaluate` with no flag, on one whole 256 x 256 validation image
     with 92 nuclei (data/nuclei_whole, never trained on): tiles and the scale rule come from the
-    checkpoint, the count is within 20 % and the DSB2018 score (recomputed here from the written
-    label map by brute force) is clearly above chance; `reproduce` scores it the same way."""
+    checkpoint, the count is within its bound (20 %, 40 % for RIS) and the DSB2018 score (recomputed
+    here from the written label map by brute force) is clearly above chance; `reproduce` scores it
+    the same way."""
     import json
     import shutil
 
@@ -351,7 +353,8 @@ def test_a_shipped_nuclei_checkpoint_on_a_whole_image(system, tmp_path):
                  "--out", str(tmp_path / "pred")]) == 0
     pred, gt = read_label(tmp_path / "pred" / name).numpy(), read_label(src / "labels" / name).numpy()
     n = int(gt.max())
-    assert abs(int(pred.max()) - n) <= 0.2 * n
+    least_dsb, count_error = SHIPPED_NUCLEI[system]
+    assert abs(int(pred.max()) - n) <= count_error * n
     ious = np.zeros((int(pred.max()), n))
     for i in range(1, int(pred.max()) + 1):
         for j in range(1, n + 1):
@@ -361,7 +364,7 @@ def test_a_shipped_nuclei_checkpoint_on_a_whole_image(system, tmp_path):
     for t in np.arange(0.5, 1.0, 0.05):          # IoU > 0.5 matches are unique: no assignment needed
         tp = int((ious > t).any(0).sum())
         scores.append(tp / (tp + (int(pred.max()) - tp) + (n - tp)))
-    assert np.mean(scores) >= SHIPPED_NUCLEI[system]
+    assert np.mean(scores) >= least_dsb
     assert main(["evaluate", "--checkpoint", str(ckpt), "--data", "folder", "--root", str(tmp_path / "one"),
                  "--json", str(tmp_path / "e.json")]) == 0
     assert json.loads((tmp_path / "e.json").read_text())["DSB"] == pytest.approx(np.mean(scores), abs=1e-6)

@@ -219,6 +219,17 @@ def test_dsb_score_matches_brute_force():
     assert dsb_score(np.zeros((4, 4), np.int64), np.zeros((4, 4), np.int64)) == 1.0
 
 
+def test_dsb_score_at_an_iou_equal_to_a_threshold_follows_the_kaggle_kernel():
+    """One nucleus of 10 pixels, predicted as 9 of them: IoU exactly 9/10. The DSB2018 evaluation
+    kernel thresholds np.arange(0.5, 1.0, 0.05) with IoU > t: a hit at 0.5, 0.55, ..., 0.85 and a
+    miss at its 0.9000000000000004 and at 0.95, so 8 hits of 10 thresholds."""
+    gt = np.zeros((4, 5), np.int64)
+    gt[:2, :] = 1                              # 10 pixels
+    pred = gt.copy()
+    pred[0, 0] = 0                             # 9 of them
+    assert dsb_score(pred, gt) == pytest.approx(8 / 10)
+
+
 def test_predict_by_tiles_from_the_command_line(tmp_path, monkeypatch):
     import rsis_lite.inference as inf
 
