@@ -103,8 +103,8 @@ def format_nuclei(rows: list[tuple[str, str, dict]]) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for system, data, r in rows:
         sm = r.get("seams") or {}
-        seam = (f"{sm['split_at_seam']} / {sm['instances']} ({100 * sm['split_at_seam'] / max(sm['instances'], 1):.1f} %)"
-                if sm else "-")
+        share = 100 * sm.get("split_at_seam", 0) / max(sm.get("instances", 0), 1)
+        seam = f"{sm['split_at_seam']} / {sm['instances']} ({share:.1f} %)" if sm else "-"
         rel = r.get("rel_abs_DiC")
         lines.append(f"| {system} | {data} | {r['n']} | {100 * r['mean']['SBD']:.1f} | {r['mean']['abs_DiC']:.1f} | "
                      f"{'-' if rel is None else f'{100 * rel:.0f} %'} | {100 * r['DSB']:.1f} | {seam} | "

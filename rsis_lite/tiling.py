@@ -14,8 +14,7 @@ of the new tile continues the earlier instances G it agrees with in S:
    |m ∩ g ∩ S| / min(|m ∩ S|, |g ∩ S|) >= ``min_overlap`` (0.5 by default);
 2. the candidates are accepted together when they and m cover the same part of S,
    IoU(m ∩ S, ∪G ∩ S) >= ``min_overlap``; otherwise each candidate on its own whose IoU with m in S
-   reaches ``min_overlap`` (at most one can: IoU above 0.5 is one-to-one).
-
+   reaches ``min_overlap`` (at most one can: IoU above 0.5 is one-to-one);
 3. an instance with no partner whose pixels earlier tiles have mostly claimed already (more than
    ``min_overlap`` of them) is another view of objects they hold, drawn differently: it is dropped.
 
