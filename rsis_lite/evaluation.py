@@ -28,7 +28,7 @@ from rsis_lite.data.instances import resize_labels
 from rsis_lite.data.io import read_label
 from rsis_lite.errors import DataError
 from rsis_lite.fileio import atomic_write_text
-from rsis_lite.inference import output_name
+from rsis_lite.inference import output_name, predict_full
 from rsis_lite.metrics import (average_precision, average_precision_per_class, class_accuracy, dsb_score,
                                image_scores, summarize)
 from rsis_lite.tiling import seam_splits
@@ -248,6 +248,15 @@ def to_json_ready(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
+
+
+def predict_and_score(setup, options, device: torch.device | str = "cpu", progress: bool = False) -> dict[str, Any]:
+    """Predict the dataset of a :class:`rsis_lite.inference.Setup` with ``options`` (as
+    ``options_for`` made them) and score it (:func:`score_predictions`): AP when whole images are
+    predicted, the seam figure when they go by tiles (whose instances carry no score)."""
+    preds = predict_full(setup.system, setup.dataset, options, device=device, progress=progress)
+    tiles = (int(options.tile), int(options.tile_overlap)) if options.tile else None
+    return score_predictions(setup, preds, with_scores=not options.tile, tiles=tiles)
 
 
 def score_predictions(setup, preds: Sequence[tuple[np.ndarray, Any]], with_scores: bool = True,

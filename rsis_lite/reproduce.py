@@ -27,7 +27,7 @@ from rsis_lite.config import Profile, env_report, get_device, get_profile
 from rsis_lite.crf import CRFParams, load_params, params_path
 from rsis_lite.data.registry import SCENE_SETS, DataOptions, SceneSet, load_dataset, max_instances, nuclei_root
 from rsis_lite.errors import DataError, TrainingError
-from rsis_lite.evaluation import evaluate_pairs, score_predictions
+from rsis_lite.evaluation import evaluate_pairs, predict_and_score
 from rsis_lite.fileio import atomic_write_text
 from rsis_lite.inference import (InferenceOptions, inference_cap, load_system, options_for, predict_full, prepare,
                                  trained_max_instances)
@@ -86,20 +86,16 @@ def evaluate_nuclei(profile: Profile, ckpt: Path, device, root: str | Path, spli
     score, the count error and the seam figure."""
     setup = prepare(ckpt, DataOptions(kind="nuclei", root=str(root), split=split), profile.name, None, device,
                     tiled=True)
-    options = options_for(InferenceOptions(), setup)
     t0 = time.perf_counter()
-    preds = predict_full(setup.system, setup.dataset, options, device=device)
-    seconds = time.perf_counter() - t0
-    tiles = (int(options.tile), int(options.tile_overlap)) if options.tile else None
-    res = score_predictions(setup, preds, with_scores=False, tiles=tiles)
-    res.update(n=len(setup.dataset), seconds=seconds)
+    res = predict_and_score(setup, options_for(InferenceOptions(), setup), device=device)
+    res.update(n=len(setup.dataset), seconds=time.perf_counter() - t0)     # scoring included
     return res
 
 
 def format_nuclei(rows: list[tuple[str, str, dict]]) -> str:
     """The markdown table of the nuclei checkpoints on whole images (SBD, DSB2018 score x100)."""
     lines = ["## Whole nuclei images by tiles (mean over images; SBD, DSB2018 score x100)", "",
-             "| system | data | n | SBD | abs DiC | abs DiC / true count | DSB2018 | split at a seam | s / image |",
+             "| system | data | n | SBD | abs DiC | abs DiC / true count | DSB2018 | split at a seam | s / image (predict + score) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for system, data, r in rows:
         sm = r.get("seams") or {}

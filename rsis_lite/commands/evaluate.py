@@ -8,9 +8,9 @@ from rsis_lite.commands.args import (add_data_args, add_inference_args, data_opt
                                      inference_options, option_inputs)
 from rsis_lite.config import get_device
 from rsis_lite.errors import ConfigError
-from rsis_lite.evaluation import evaluate_folders, format_table, score_predictions, write_json
+from rsis_lite.evaluation import evaluate_folders, format_table, predict_and_score, write_json
 from rsis_lite.data.registry import refuse_unlabelled
-from rsis_lite.inference import options_for, predict_full, prepare
+from rsis_lite.inference import options_for, prepare
 from rsis_lite.validate import check_output_file, dataset_inputs, guard_outputs
 
 NAME = "evaluate"
@@ -59,9 +59,7 @@ def _checkpoint(args: argparse.Namespace) -> dict:
     options = options_for(options, setup, args.tile_overlap)
     refuse_unlabelled(setup.dataset, "evaluate")
     _guard_json(args, option_inputs(args, options) + dataset_inputs(setup.dataset))
-    preds = predict_full(setup.system, setup.dataset, options, device=device, progress=True)
-    tiles = (int(options.tile), int(options.tile_overlap)) if options.tile else None
-    result = score_predictions(setup, preds, with_scores=not options.tile, tiles=tiles)
+    result = predict_and_score(setup, options, device=device, progress=True)
     result["checkpoint"] = str(args.checkpoint)
     if options.crf is not None:
         result["crf"] = {"params": options.crf.to_dict(), "source": options.crf_source}
