@@ -171,14 +171,16 @@ def _rows_for(name: str, scene: SceneSet, ckpt: Path, prof: Profile, device: tor
 
 def _nuclei_rows(prof: Profile, device, root: Path, say: Callable[..., None]) -> list[tuple[str, str, dict]]:
     """A row per shipped nuclei checkpoint, scored on the validation images under ``root``."""
+    if not root.is_dir():                                # a pip install has no data/nuclei_whole
+        return []
+    split = "all" if root.resolve() == nuclei_whole_root().resolve() else "val"   # all three are validation images
     rows = []
     for name in names():
         ckpt = shipped_checkpoint(name, prof.name, "nuclei")
-        if not ckpt.exists() or not root.is_dir():     # a pip install has neither
+        if not ckpt.exists():
             continue
         say(f"evaluating {name} checkpoint {ckpt} on the whole validation images of {root}")
-        shipped = root.resolve() == nuclei_whole_root().resolve()    # all three are validation images
-        res = evaluate_nuclei(prof, ckpt, device, root, split="all" if shipped else "val")
+        res = evaluate_nuclei(prof, ckpt, device, root, split=split)
         rows.append((get_system(name).title or name, f"DSB2018 whole images, {root.name}", res))
     return rows
 

@@ -110,6 +110,11 @@ def discs(shape, centres, radius):
     return lab
 
 
+def white_on_black(labels):
+    """(3, H, W) float image: 1 on the objects of ``labels``, 0 elsewhere."""
+    return torch.from_numpy(np.repeat((labels > 0)[None].astype(np.float32), 3, 0))
+
+
 def test_the_scale_rule_against_disc_sizes():
     from rsis_lite.tiling import SCALE_RANGE, measured_scale, median_object_size
 
@@ -133,7 +138,7 @@ def test_scale_auto_predicts_again_at_the_trained_size(monkeypatch):
 
     centres = [(20, 20), (20, 70), (70, 30), (75, 75)]
     gt = discs((96, 96), centres, 6)
-    image = torch.from_numpy(np.repeat((gt > 0)[None].astype(np.float32), 3, 0))   # (3, 96, 96)
+    image = white_on_black(gt)                                       # (3, 96, 96)
     shown, real = [], inf.predict_tiled
     monkeypatch.setattr(inf, "predict_tiled", lambda system, img, *a, **k: shown.append(tuple(img.shape[-2:]))
                         or real(system, img, *a, **k))
@@ -238,7 +243,7 @@ def test_scale_auto_measures_again_when_the_first_pass_is_far_off(monkeypatch):
 
     centres = [(40, 40), (40, 150), (150, 60), (150, 150)]
     gt = discs((200, 200), centres, 24)
-    image = torch.from_numpy(np.repeat((gt > 0)[None].astype(np.float32), 3, 0))   # (3, 200, 200)
+    image = white_on_black(gt)                                       # (3, 200, 200)
     shown = []
 
     def fake_tiled(system, img, *a, **k):
@@ -386,7 +391,7 @@ def test_scale_auto_keeps_the_pass_closest_to_the_trained_size(monkeypatch):
 
     centres = [(30, 30), (30, 90), (90, 40), (90, 100)]
     gt = discs((128, 128), centres, 7)
-    image = torch.from_numpy(np.repeat((gt > 0)[None].astype(np.float32), 3, 0))   # (3, 128, 128)
+    image = white_on_black(gt)                                       # (3, 128, 128)
     shown = []
 
     def fake_tiled(system, img, *a, **k):
